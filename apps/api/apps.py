@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class ApiConfig(AppConfig):
+    """The REST API for CI pipelines: tokens, serializers, views."""
+
+    name = "apps.api"
+    label = "api"

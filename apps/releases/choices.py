@@ -1,0 +1,42 @@
+"""Statuses and verbs: every allowed value in one place."""
+
+from django.db import models
+
+
+class ReleaseStatus(models.TextChoices):
+    PLANNED = "planned", "Planned"
+    IN_PROGRESS = "in_progress", "In progress"
+    PAUSED = "paused", "Paused"
+    COMPLETED = "completed", "Completed"
+    ROLLED_BACK = "rolled_back", "Rolled back"
+    ABORTED = "aborted", "Aborted"
+
+    @classmethod
+    def active(cls) -> list[str]:
+        """Statuses in which the release holds traffic and its current stage matters."""
+        return [cls.IN_PROGRESS, cls.PAUSED]
+
+    @classmethod
+    def finished(cls) -> list[str]:
+        return [cls.COMPLETED, cls.ROLLED_BACK, cls.ABORTED]
+
+
+class StageStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    ACTIVE = "active", "Active"
+    PASSED = "passed", "Passed"
+    ROLLED_BACK = "rolled_back", "Rolled back"
+    SKIPPED = "skipped", "Not reached"
+
+
+class EventVerb(models.TextChoices):
+    CREATED = "created", "Created"
+    STARTED = "started", "Started"
+    ADVANCED = "advanced", "Advanced"
+    COMPLETED = "completed", "Completed"
+    PAUSED = "paused", "Paused"
+    RESUMED = "resumed", "Resumed"
+    ROLLED_BACK = "rolled_back", "Rolled back"
+    ABORTED = "aborted", "Aborted"
+    GATE_OVERRIDDEN = "gate_overridden", "Gate overridden"
+    UPDATED = "updated", "Updated"

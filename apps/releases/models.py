@@ -1,0 +1,306 @@
+"""Services, environments, rollout plans, releases with their stages, and the audit timeline."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone
+
+from apps.core.actors import Actor, ActorKind
+
+from .choices import EventVerb, ReleaseStatus, StageStatus
+
+percentage_validators = [MinValueValidator(0), MaxValueValidator(100)]
+
+
+class Service(models.Model):
+    """The thing being released, e.g. "AI Orchestra"."""
+
+    name = models.CharField(max_length=120, unique=True)
+    slug = models.SlugField(max_length=80, unique=True)
+    owner_team = models.CharField(max_length=120, blank=True)
+    description = models.TextField(blank=True)
+    notification_emails = models.TextField(
+        blank=True,
+        help_text="Addresses told of every release transition, one per line or comma-separated.",
+    )
+    default_plan = models.ForeignKey(
+        "RolloutPlan", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def notification_recipients(self) -> list[str]:
+        raw = self.notification_emails.replace(",", "\n").split()
+        return [address.strip() for address in raw if address.strip()]
+
+
+class Environment(models.Model):
+    """Where a release goes: staging, production, ..."""
+
+    name = models.CharField(max_length=80, unique=True)
+    slug = models.SlugField(max_length=80, unique=True)
+    is_production = models.BooleanField(
+        default=False, help_text="Completed releases here count as deployments (DORA)."
+    )
+    order = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["order", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RolloutPlan(models.Model):
+    """A reusable plan: ordered stages, each with traffic %, soak time and auto-advance."""
+
+    name = models.CharField(max_length=120, unique=True)
+    slug = models.SlugField(max_length=80, unique=True)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class StageTemplate(models.Model):
+    """One step of a plan; copied into a release's Stage when the release is created."""
+
+    plan = models.ForeignKey(RolloutPlan, on_delete=models.CASCADE, related_name="stages")
+    position = models.PositiveSmallIntegerField()
+    name = models.CharField(max_length=80)
+    traffic_percentage = models.PositiveSmallIntegerField(validators=percentage_validators)
+    min_soak = models.DurationField(
+        default=timedelta(0), help_text="Time the stage must run before it may be left."
+    )
+    auto_advance = models.BooleanField(
+        default=False, help_text="Advance by itself once the gate is green."
+    )
+
+    class Meta:
+        ordering = ["plan", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["plan", "position"], name="stagetemplate_position"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.traffic_percentage}%)"
+
+
+class ReleaseQuerySet(models.QuerySet):
+    def in_progress(self) -> ReleaseQuerySet:
+        return self.filter(status=ReleaseStatus.IN_PROGRESS)
+
+    def active(self) -> ReleaseQuerySet:
+        return self.filter(status__in=ReleaseStatus.active())
+
+    def for_services(self, service_ids: Any) -> ReleaseQuerySet:
+        return self.filter(service_id__in=service_ids)
+
+    def with_related(self) -> ReleaseQuerySet:
+        return self.select_related("service", "environment", "plan", "current_stage", "author")
+
+
+sha_validator = RegexValidator(r"^[0-9a-fA-F]{7,64}$", "A commit SHA is 7 to 64 hex digits.")
+
+
+class Release(models.Model):
+    """A version of a service going to an environment under a plan."""
+
+    service = models.ForeignKey(Service, on_delete=models.PROTECT, related_name="releases")
+    environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="releases")
+    version = models.CharField(max_length=100)
+    plan = models.ForeignKey(RolloutPlan, on_delete=models.PROTECT, related_name="releases")
+    commit_sha = models.CharField(max_length=64, blank=True, validators=[sha_validator])
+    commit_time = models.DateTimeField(null=True, blank=True)
+    changelog_url = models.URLField(blank=True)
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="authored_releases",
+    )
+    author_name = models.CharField(
+        max_length=150, blank=True, help_text="As reported by CI when there is no user."
+    )
+    status = models.CharField(
+        max_length=20, choices=ReleaseStatus.choices, default=ReleaseStatus.PLANNED, db_index=True
+    )
+    current_stage = models.ForeignKey(
+        "Stage", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    stage_count = models.PositiveSmallIntegerField(default=0, editable=False)
+    paused_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ReleaseQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["service", "environment", "version"], name="release_unique_version"
+            ),
+        ]
+        indexes = [models.Index(fields=["service", "status"])]
+        permissions = [
+            ("operate_release", "Can start, advance, pause, resume, roll back and abort"),
+            ("force_advance", "Can advance past a red gate, with a reason"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.service} {self.version} → {self.environment}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("admin:releases_release_change", args=[self.pk])
+
+    @property
+    def traffic_percentage(self) -> int:
+        """The traffic this release serves now: its stage's while running or paused."""
+        if self.status == ReleaseStatus.COMPLETED:
+            return 100
+        if self.status in ReleaseStatus.active() and self.current_stage is not None:
+            return self.current_stage.traffic_percentage
+        return 0
+
+    @property
+    def author_display(self) -> str:
+        return self.author.get_username() if self.author else self.author_name
+
+    def bucket(self, unit: str) -> tuple[str, int]:
+        """Deterministic treatment/control assignment of a user or org id.
+
+        The unit's point in [0, 10000) depends only on the release and the unit, so raising the
+        percentage only adds units to the treatment: one in it at 10 % stays in it at 25 %.
+        """
+        digest = hashlib.sha256(f"{self.pk}:{unit}".encode()).digest()
+        point = int.from_bytes(digest[:8], "big") % 10_000
+        percentage = self.traffic_percentage
+        variant = "treatment" if point < percentage * 100 else "control"
+        return variant, percentage
+
+
+class Stage(models.Model):
+    """A release's own copy of a plan step, with when it was entered and left."""
+
+    release = models.ForeignKey(Release, on_delete=models.CASCADE, related_name="stages")
+    position = models.PositiveSmallIntegerField()
+    name = models.CharField(max_length=80)
+    traffic_percentage = models.PositiveSmallIntegerField(validators=percentage_validators)
+    min_soak = models.DurationField(default=timedelta(0))
+    auto_advance = models.BooleanField(default=False)
+    status = models.CharField(
+        max_length=20, choices=StageStatus.choices, default=StageStatus.PENDING
+    )
+    entered_at = models.DateTimeField(null=True, blank=True)
+    exited_at = models.DateTimeField(null=True, blank=True)
+    paused_for = models.DurationField(
+        default=timedelta(0), help_text="Time spent paused; it does not count as soak."
+    )
+
+    class Meta:
+        ordering = ["release", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["release", "position"], name="stage_position"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.traffic_percentage}%)"
+
+    def soaked(self, now: datetime, paused_at: datetime | None = None) -> timedelta:
+        """Time this stage has run unpaused: paused time does not count toward the soak."""
+        if self.entered_at is None:
+            return timedelta(0)
+        end = self.exited_at or now
+        running_pause = (end - paused_at) if paused_at and not self.exited_at else timedelta(0)
+        return max(timedelta(0), end - self.entered_at - self.paused_for - running_pause)
+
+
+class EventQuerySet(models.QuerySet):
+    def timeline(self) -> EventQuerySet:
+        return self.select_related("actor_user", "stage").order_by("created_at", "id")
+
+
+class Event(models.Model):
+    """Append-only audit timeline entry: who did what to a release, when and why."""
+
+    release = models.ForeignKey(Release, on_delete=models.CASCADE, related_name="events")
+    stage = models.ForeignKey(
+        Stage, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
+    )
+    verb = models.CharField(max_length=40, choices=EventVerb.choices, db_index=True)
+    actor_kind = models.CharField(max_length=10, choices=ActorKind.choices)
+    actor_name = models.CharField(max_length=150)
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_token_id = models.BigIntegerField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    objects = EventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["release", "created_at"])]
+        constraints = [
+            models.CheckConstraint(condition=~Q(actor_name=""), name="event_actor_named"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_verb_display()} by {self.actor_name}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None and not kwargs.get("force_insert"):
+            raise ValidationError("Events are append-only and cannot be changed.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise ValidationError("Events are append-only and cannot be deleted.")
+
+    @classmethod
+    def record(
+        cls,
+        release: Release,
+        verb: str,
+        actor: Actor,
+        *,
+        reason: str = "",
+        stage: Stage | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> Event:
+        """Append one entry to a release's timeline."""
+        return cls.objects.create(
+            release=release,
+            stage=stage,
+            verb=verb,
+            actor_kind=actor.kind,
+            actor_name=actor.name,
+            actor_user=actor.user if actor.kind == ActorKind.USER else None,
+            actor_token_id=actor.token_id,
+            reason=reason,
+            data=data or {},
+        )

@@ -1,0 +1,34 @@
+"""The three roles and what each may do; the data migration and the tests read this map."""
+
+RELEASE_MANAGERS = "Release managers"
+APPROVERS = "Approvers"
+VIEWERS = "Viewers"
+
+_VIEW_ALL = [
+    "releases.view_service",
+    "releases.view_environment",
+    "releases.view_rolloutplan",
+    "releases.view_stagetemplate",
+    "releases.view_release",
+    "releases.view_stage",
+    "releases.view_event",
+]
+
+ROLE_PERMISSIONS: dict[str, list[str]] = {
+    RELEASE_MANAGERS: _VIEW_ALL
+    + [
+        f"releases.{verb}_{model}"
+        for model in ("service", "environment", "rolloutplan", "stagetemplate", "release")
+        for verb in ("add", "change")
+    ]
+    + [
+        "releases.delete_stagetemplate",
+        "releases.operate_release",
+        "releases.force_advance",
+        "api.view_apitoken",
+        "api.add_apitoken",
+        "api.change_apitoken",
+    ],
+    APPROVERS: list(_VIEW_ALL),
+    VIEWERS: list(_VIEW_ALL),
+}

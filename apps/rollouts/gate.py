@@ -1,0 +1,107 @@
+"""The gate: the one answer to "may this release leave its current step?".
+
+The API's gate endpoint, the admin, the auto-advance tick and the emails all call `evaluate`.
+Each check is a function returning blockers; later features add their checks to CHECKS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.utils import timezone
+
+from apps.releases.choices import ReleaseStatus
+from apps.releases.models import Release, Stage
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """One reason the gate is red."""
+
+    kind: str
+    detail: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "detail": self.detail}
+
+
+@dataclass
+class Verdict:
+    """The gate's answer for one release at one moment."""
+
+    release: Release
+    step: str  # "start", "advance" or "complete"; "" when the release cannot move forward
+    stage: Stage | None
+    blockers: list[Blocker] = field(default_factory=list)
+
+    @property
+    def can_advance(self) -> bool:
+        return not self.blockers
+
+    @property
+    def summary(self) -> str:
+        if self.can_advance:
+            return "green"
+        return "; ".join(b.detail for b in self.blockers)
+
+
+Check = Callable[[Release, Stage | None, datetime], list[Blocker]]
+
+
+def _format_duration(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    hours, rest = divmod(seconds, 3600)
+    minutes = rest // 60
+    if hours >= 24:
+        return f"{hours // 24}d {hours % 24}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m" if minutes else f"{seconds}s"
+
+
+def check_status(release: Release, stage: Stage | None, now: datetime) -> list[Blocker]:
+    """Only a planned release can start and only a running one can advance."""
+    if release.status == ReleaseStatus.PAUSED:
+        return [Blocker("paused", "The release is paused; resume it first.")]
+    if release.status in ReleaseStatus.finished():
+        return [Blocker("status", f"The release is {release.get_status_display().lower()}.")]
+    return []
+
+
+def check_soak(release: Release, stage: Stage | None, now: datetime) -> list[Blocker]:
+    """The current stage must have run (unpaused) for its minimum soak time."""
+    if release.status != ReleaseStatus.IN_PROGRESS or stage is None:
+        return []
+    soaked = stage.soaked(now, release.paused_at)
+    remaining = stage.min_soak - soaked
+    if remaining > timedelta(0):
+        return [
+            Blocker(
+                "soak",
+                f"Stage {stage.name} has soaked {_format_duration(soaked)} of "
+                f"{_format_duration(stage.min_soak)}; {_format_duration(remaining)} remaining.",
+            )
+        ]
+    return []
+
+
+CHECKS: list[Check] = [check_status, check_soak]
+
+
+def evaluate(release: Release, *, now: datetime | None = None) -> Verdict:
+    """Return the gate's verdict and every blocker, for the step the release would take next."""
+    now = now or timezone.now()
+    stage = release.current_stage if release.status in ReleaseStatus.active() else None
+    if release.status == ReleaseStatus.PLANNED:
+        step = "start"
+    elif release.status in ReleaseStatus.active():
+        is_last = stage is not None and stage.position == release.stage_count - 1
+        step = "complete" if is_last else "advance"
+    else:
+        step = ""
+    blockers: list[Blocker] = []
+    for check in CHECKS:
+        blockers.extend(check(release, stage, now))
+    return Verdict(release=release, step=step, stage=stage, blockers=blockers)

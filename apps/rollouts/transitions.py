@@ -1,0 +1,269 @@
+"""Every change of a release's status goes through here.
+
+Each transition checks that it is allowed, locks the release row, stamps the stages, writes one
+Event and queues notifications after commit. Admin actions, API views and Celery tasks call these
+functions; nothing else sets Release.status.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from apps.core.actors import Actor, ActorKind
+from apps.releases.choices import EventVerb, ReleaseStatus, StageStatus
+from apps.releases.models import Event, Release, Stage
+
+from . import gate
+
+logger = logging.getLogger(__name__)
+
+OPERATE_PERM = "releases.operate_release"
+FORCE_PERM = "releases.force_advance"
+
+
+class TransitionError(Exception):
+    """The transition is not allowed in the release's current state (HTTP 409)."""
+
+    def __init__(self, message: str, *, blockers: list[gate.Blocker] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.blockers = blockers or []
+
+
+class TransitionForbidden(TransitionError):
+    """The actor may not perform this transition on this release (HTTP 403)."""
+
+
+# action -> statuses it may start from
+ALLOWED_FROM: dict[str, set[str]] = {
+    "start": {ReleaseStatus.PLANNED},
+    "advance": {ReleaseStatus.IN_PROGRESS},
+    "pause": {ReleaseStatus.IN_PROGRESS},
+    "resume": {ReleaseStatus.PAUSED},
+    "rollback": {ReleaseStatus.IN_PROGRESS, ReleaseStatus.PAUSED},
+    "abort": {ReleaseStatus.PLANNED},
+}
+
+
+def allowed_actions(release: Release) -> list[str]:
+    """The transitions the release's status permits now (the gate may still refuse one)."""
+    return [action for action, sources in ALLOWED_FROM.items() if release.status in sources]
+
+
+def _authorize(actor: Actor, release: Release, *, force: bool, reason: str) -> None:
+    if not actor.may_touch_service(release.service_id):
+        raise TransitionForbidden(f"This token may not act on service {release.service.slug!r}.")
+    if actor.kind == ActorKind.USER and not actor.has_perm(OPERATE_PERM):
+        raise TransitionForbidden(f"{actor.name} may not operate releases.")
+    if force:
+        if not actor.has_perm(FORCE_PERM):
+            raise TransitionForbidden("Only a release manager may override a red gate.")
+        if not reason.strip():
+            raise ValidationError({"reason": "Overriding the gate needs a reason."})
+
+
+def _run(
+    release: Release,
+    action: str,
+    actor: Actor,
+    reason: str,
+    apply: Callable[[Release, datetime], list[Event]],
+    *,
+    force: bool = False,
+) -> Release:
+    """Lock, check, apply and record one transition; refresh the caller's instance."""
+    seen = (release.status, release.current_stage_id)
+    with transaction.atomic():
+        locked = (
+            Release.objects.select_for_update(of=("self",))
+            .select_related("service", "current_stage")
+            .get(pk=release.pk)
+        )
+        _authorize(actor, locked, force=force, reason=reason)
+        if (locked.status, locked.current_stage_id) != seen:
+            # Someone else (a person, CI, the tick) moved it after the caller looked: acting on
+            # what they saw would do the step twice.
+            where = f" at stage {locked.current_stage.name}" if locked.current_stage else ""
+            raise TransitionError(
+                f"The release changed meanwhile: it is now {locked.get_status_display().lower()}"
+                f"{where}. Look again before you {action}."
+            )
+        if locked.status not in ALLOWED_FROM[action]:
+            raise TransitionError(
+                f"Cannot {action} a release that is {locked.get_status_display().lower()}."
+            )
+        events = apply(locked, timezone.now())
+        event_ids = [e.pk for e in events]
+        transaction.on_commit(lambda: _queue_notifications(event_ids))
+    release.refresh_from_db()
+    return release
+
+
+def _queue_notifications(event_ids: list[int]) -> None:
+    from .tasks import notify_event
+
+    for event_id in event_ids:
+        try:
+            notify_event.delay(event_id)
+        except Exception:  # the broker being down must not fail a transition already committed
+            logger.exception("Could not queue the notification for event %s", event_id)
+
+
+def _check_gate(release: Release, actor: Actor, reason: str, force: bool, now: datetime) -> list:
+    verdict = gate.evaluate(release, now=now)
+    if verdict.can_advance:
+        return []
+    if not force:
+        raise TransitionError(
+            f"The gate is red for {verdict.step}: {verdict.summary}", blockers=verdict.blockers
+        )
+    return [
+        Event.record(
+            release,
+            EventVerb.GATE_OVERRIDDEN,
+            actor,
+            reason=reason,
+            stage=verdict.stage,
+            data={"step": verdict.step, "blockers": [b.as_dict() for b in verdict.blockers]},
+        )
+    ]
+
+
+def _enter(stage: Stage, now: datetime) -> None:
+    stage.status = StageStatus.ACTIVE
+    stage.entered_at = now
+    stage.save(update_fields=["status", "entered_at"])
+
+
+def _leave(stage: Stage, status: str, now: datetime, paused_at: datetime | None) -> None:
+    if paused_at is not None:
+        stage.paused_for += now - paused_at
+    stage.status = status
+    stage.exited_at = now
+    stage.save(update_fields=["status", "exited_at", "paused_for"])
+
+
+def start(release: Release, *, actor: Actor, reason: str = "", force: bool = False) -> Release:
+    """Planned → in progress, entering the first stage."""
+
+    def apply(r: Release, now: datetime) -> list[Event]:
+        events = _check_gate(r, actor, reason, force, now)
+        first = r.stages.order_by("position").first()
+        _enter(first, now)
+        r.status, r.current_stage, r.started_at = ReleaseStatus.IN_PROGRESS, first, now
+        r.save(update_fields=["status", "current_stage", "started_at", "updated_at"])
+        data = {"stage": first.name, "traffic_percentage": first.traffic_percentage}
+        return events + [
+            Event.record(r, EventVerb.STARTED, actor, reason=reason, stage=first, data=data)
+        ]
+
+    return _run(release, "start", actor, reason, apply, force=force)
+
+
+def advance(release: Release, *, actor: Actor, reason: str = "", force: bool = False) -> Release:
+    """Leave the current stage for the next one; past the last stage the release completes."""
+
+    def apply(r: Release, now: datetime) -> list[Event]:
+        events = _check_gate(r, actor, reason, force, now)
+        current = r.current_stage
+        _leave(current, StageStatus.PASSED, now, None)
+        following = r.stages.filter(position__gt=current.position).order_by("position").first()
+        if following is None:
+            r.status, r.finished_at = ReleaseStatus.COMPLETED, now
+            r.save(update_fields=["status", "finished_at", "updated_at"])
+            data = {"from_stage": current.name, "traffic_percentage": 100}
+            verb = EventVerb.COMPLETED
+        else:
+            _enter(following, now)
+            r.current_stage = following
+            r.save(update_fields=["current_stage", "updated_at"])
+            data = {
+                "from_stage": current.name,
+                "to_stage": following.name,
+                "traffic_percentage": following.traffic_percentage,
+            }
+            verb = EventVerb.ADVANCED
+        if force and events:
+            data["forced"] = True
+        return events + [
+            Event.record(r, verb, actor, reason=reason, stage=following or current, data=data)
+        ]
+
+    return _run(release, "advance", actor, reason, apply, force=force)
+
+
+def pause(release: Release, *, actor: Actor, reason: str = "") -> Release:
+    """Hold the release at its current traffic; soak time stops counting."""
+
+    def apply(r: Release, now: datetime) -> list[Event]:
+        r.status, r.paused_at = ReleaseStatus.PAUSED, now
+        r.save(update_fields=["status", "paused_at", "updated_at"])
+        data = {"stage": r.current_stage.name}
+        return [
+            Event.record(
+                r, EventVerb.PAUSED, actor, reason=reason, stage=r.current_stage, data=data
+            )
+        ]
+
+    return _run(release, "pause", actor, reason, apply)
+
+
+def resume(release: Release, *, actor: Actor, reason: str = "") -> Release:
+    """Paused → in progress; the paused time is not counted as soak."""
+
+    def apply(r: Release, now: datetime) -> list[Event]:
+        stage = r.current_stage
+        paused = now - r.paused_at
+        stage.paused_for += paused
+        stage.save(update_fields=["paused_for"])
+        r.status, r.paused_at = ReleaseStatus.IN_PROGRESS, None
+        r.save(update_fields=["status", "paused_at", "updated_at"])
+        data = {"stage": stage.name, "paused_seconds": int(paused.total_seconds())}
+        return [Event.record(r, EventVerb.RESUMED, actor, reason=reason, stage=stage, data=data)]
+
+    return _run(release, "resume", actor, reason, apply)
+
+
+def rollback(release: Release, *, actor: Actor, reason: str = "") -> Release:
+    """Take all traffic back from the release; a terminal state."""
+
+    def apply(r: Release, now: datetime) -> list[Event]:
+        stage = r.current_stage
+        _leave(stage, StageStatus.ROLLED_BACK, now, r.paused_at)
+        r.stages.filter(status=StageStatus.PENDING).update(status=StageStatus.SKIPPED)
+        data = {"stage": stage.name, "traffic_percentage_before": stage.traffic_percentage}
+        r.status, r.finished_at, r.paused_at = ReleaseStatus.ROLLED_BACK, now, None
+        r.save(update_fields=["status", "finished_at", "paused_at", "updated_at"])
+        return [
+            Event.record(r, EventVerb.ROLLED_BACK, actor, reason=reason, stage=stage, data=data)
+        ]
+
+    return _run(release, "rollback", actor, reason, apply)
+
+
+def abort(release: Release, *, actor: Actor, reason: str = "") -> Release:
+    """Cancel a release that never started."""
+
+    def apply(r: Release, now: datetime) -> list[Event]:
+        r.stages.update(status=StageStatus.SKIPPED)
+        r.status, r.finished_at = ReleaseStatus.ABORTED, now
+        r.save(update_fields=["status", "finished_at", "updated_at"])
+        return [Event.record(r, EventVerb.ABORTED, actor, reason=reason)]
+
+    return _run(release, "abort", actor, reason, apply)
+
+
+ACTIONS: dict[str, Callable[..., Release]] = {
+    "start": start,
+    "advance": advance,
+    "pause": pause,
+    "resume": resume,
+    "rollback": rollback,
+    "abort": abort,
+}

@@ -6,3 +6,6 @@ class ApiConfig(AppConfig):
 
     name = "apps.api"
     label = "api"
+
+    def ready(self) -> None:
+        from . import schema  # noqa: F401  (registers the OpenAPI auth extension)

@@ -20,7 +20,7 @@ def render(name: str, context: dict[str, Any]) -> tuple[str, str, str]:
 
 
 def send(name: str, to: Iterable[str], context: dict[str, Any]) -> int:
-    """Send one email (text with an HTML alternative). Call it from a task, never in a transaction."""
+    """Send one email, text with an HTML alternative: from a task, never inside a transaction."""
     recipients = [address for address in to if address]
     if not recipients:
         return 0

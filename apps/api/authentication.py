@@ -1,0 +1,79 @@
+"""`Authorization: Token <key>` authentication against hashed, service-scoped tokens."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.utils import timezone
+from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.request import Request
+
+from apps.core.actors import Actor
+
+from .models import ApiToken, hash_key
+
+# Writing last_used_at on every request would turn each read into a write; once a minute is
+# precise enough to tell a live pipeline from a forgotten token.
+LAST_USED_PRECISION = timedelta(minutes=1)
+
+
+class TokenPrincipal:
+    """What `request.user` is for a token: authenticated, scoped to services, no permissions."""
+
+    is_authenticated = True
+    is_anonymous = False
+    is_active = True
+    is_staff = False
+    is_superuser = False
+    pk = None
+
+    def __init__(self, token: ApiToken, service_ids: frozenset[int]) -> None:
+        self.token = token
+        self.service_ids = service_ids
+        self.actor = Actor.for_token(token.pk, token.name, service_ids)
+
+    def get_username(self) -> str:
+        return self.actor.name
+
+    def has_perm(self, perm: str, obj: Any = None) -> bool:
+        return False
+
+    def __str__(self) -> str:
+        return self.actor.name
+
+
+class ServiceTokenAuthentication(BaseAuthentication):
+    """Look the key's hash up among unrevoked tokens."""
+
+    keyword = b"token"
+
+    def authenticate(self, request: Request) -> tuple[TokenPrincipal, ApiToken] | None:
+        parts = get_authorization_header(request).split()
+        if not parts or parts[0].lower() != self.keyword:
+            return None
+        if len(parts) != 2:
+            raise AuthenticationFailed("Invalid Authorization header: expected 'Token <key>'.")
+        try:
+            key = parts[1].decode()
+        except UnicodeError as exc:
+            raise AuthenticationFailed("Invalid token.") from exc
+        token = ApiToken.objects.usable().filter(key_hash=hash_key(key)).first()
+        if token is None:
+            raise AuthenticationFailed("Invalid or revoked token.")
+        service_ids = frozenset(token.services.values_list("id", flat=True))
+        now = timezone.now()
+        if token.last_used_at is None or now - token.last_used_at > LAST_USED_PRECISION:
+            ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        return TokenPrincipal(token, service_ids), token
+
+    def authenticate_header(self, request: Request) -> str:
+        return "Token"
+
+
+def actor_for(request: Request) -> Actor:
+    """The Actor an API request acts as."""
+    if isinstance(request.user, TokenPrincipal):
+        return request.user.actor
+    return Actor.for_user(request.user)

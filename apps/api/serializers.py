@@ -1,0 +1,178 @@
+"""API representations of services, plans and releases, and the input they accept."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from apps.releases.models import (
+    Environment,
+    Release,
+    RolloutPlan,
+    Service,
+    Stage,
+    StageTemplate,
+    sha_validator,
+)
+
+
+class StageTemplateSerializer(serializers.ModelSerializer):
+    min_soak_seconds = serializers.SerializerMethodField()
+
+    class Meta:
+        model = StageTemplate
+        fields = ["position", "name", "traffic_percentage", "min_soak_seconds", "auto_advance"]
+
+    def get_min_soak_seconds(self, obj: StageTemplate) -> int:
+        return int(obj.min_soak.total_seconds())
+
+
+class PlanSerializer(serializers.ModelSerializer):
+    stages = StageTemplateSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = RolloutPlan
+        fields = ["id", "name", "slug", "description", "stages"]
+
+
+class ServiceSerializer(serializers.ModelSerializer):
+    default_plan = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+
+    class Meta:
+        model = Service
+        fields = ["id", "name", "slug", "owner_team", "description", "default_plan"]
+
+
+class StageSerializer(serializers.ModelSerializer):
+    min_soak_seconds = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Stage
+        fields = [
+            "position",
+            "name",
+            "traffic_percentage",
+            "min_soak_seconds",
+            "auto_advance",
+            "status",
+            "entered_at",
+            "exited_at",
+        ]
+
+    def get_min_soak_seconds(self, obj: Stage) -> int:
+        return int(obj.min_soak.total_seconds())
+
+
+class ReleaseSerializer(serializers.ModelSerializer):
+    service = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    environment = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    plan = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    stage = serializers.CharField(source="current_stage.name", default=None, read_only=True)
+    traffic_percentage = serializers.IntegerField(read_only=True)
+    author = serializers.CharField(source="author_display", read_only=True)
+
+    class Meta:
+        model = Release
+        fields = [
+            "id",
+            "service",
+            "environment",
+            "version",
+            "plan",
+            "status",
+            "stage",
+            "traffic_percentage",
+            "commit_sha",
+            "commit_time",
+            "changelog_url",
+            "author",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+
+
+class ReleaseDetailSerializer(ReleaseSerializer):
+    stages = StageSerializer(many=True, read_only=True)
+
+    class Meta(ReleaseSerializer.Meta):
+        fields = ReleaseSerializer.Meta.fields + ["stages"]
+
+
+class ReleaseCreateSerializer(serializers.Serializer):
+    """What CI sends to register a release."""
+
+    service = serializers.SlugRelatedField(slug_field="slug", queryset=Service.objects.all())
+    environment = serializers.SlugRelatedField(
+        slug_field="slug", queryset=Environment.objects.all()
+    )
+    version = serializers.CharField(max_length=100)
+    plan = serializers.SlugRelatedField(
+        slug_field="slug", queryset=RolloutPlan.objects.all(), required=False, allow_null=True
+    )
+    commit_sha = serializers.CharField(
+        max_length=64, required=False, allow_blank=True, validators=[sha_validator]
+    )
+    commit_time = serializers.DateTimeField(required=False, allow_null=True)
+    changelog_url = serializers.URLField(required=False, allow_blank=True)
+    author = serializers.CharField(max_length=150, required=False, allow_blank=True)
+
+    def validate_version(self, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise serializers.ValidationError("A version may not be blank.")
+        return value
+
+
+class ReasonSerializer(serializers.Serializer):
+    """Body of a transition: an optional reason, and `force` for release managers."""
+
+    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
+    force = serializers.BooleanField(required=False, default=False)
+
+
+class BlockerSerializer(serializers.Serializer):
+    kind = serializers.CharField()
+    detail = serializers.CharField()
+
+
+class GateSerializer(serializers.Serializer):
+    can_advance = serializers.BooleanField()
+    step = serializers.CharField()
+    stage = serializers.CharField(allow_null=True)
+    status = serializers.CharField()
+    blockers = BlockerSerializer(many=True)
+
+
+class TrafficSerializer(serializers.Serializer):
+    percentage = serializers.IntegerField()
+    status = serializers.CharField()
+    stage = serializers.CharField(allow_null=True)
+
+
+class BucketQuerySerializer(serializers.Serializer):
+    unit = serializers.CharField(max_length=200)
+
+
+class BucketSerializer(serializers.Serializer):
+    variant = serializers.ChoiceField(choices=["treatment", "control"])
+    percentage = serializers.IntegerField()
+    unit = serializers.CharField()
+
+
+class HealthSerializer(serializers.Serializer):
+    status = serializers.CharField()
+    database = serializers.CharField()
+    broker = serializers.CharField()
+
+
+def gate_payload(verdict: Any) -> dict[str, Any]:
+    """The gate endpoint's document for a verdict."""
+    return {
+        "can_advance": verdict.can_advance,
+        "step": verdict.step,
+        "stage": verdict.stage.name if verdict.stage else None,
+        "status": verdict.release.status,
+        "blockers": [b.as_dict() for b in verdict.blockers],
+    }

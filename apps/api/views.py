@@ -1,0 +1,230 @@
+"""API views: thin, they parse, check scope and call the domain functions."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import django_filters
+from django.db import connections
+from django.db.models import Prefetch, QuerySet
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.releases.choices import ReleaseStatus
+from apps.releases.models import Release, RolloutPlan, Service, StageTemplate
+from apps.releases.services import create_release
+from apps.rollouts import gate, transitions
+from rolloutdesk.celery import app as celery_app
+
+from . import serializers as s
+from .authentication import TokenPrincipal, actor_for
+from .permissions import ReleasePermission, scope_to_token
+
+logger = logging.getLogger(__name__)
+
+
+class ServiceViewSet(viewsets.ReadOnlyModelViewSet):
+    """Services this caller may see (a token: its own)."""
+
+    serializer_class = s.ServiceSerializer
+    permission_classes = [IsAuthenticated]
+    lookup_field = "slug"
+
+    def get_queryset(self) -> QuerySet[Service]:
+        qs = Service.objects.select_related("default_plan").order_by("name")
+        return scope_to_token(qs, self.request, field="id")
+
+
+class PlanViewSet(viewsets.ReadOnlyModelViewSet):
+    """Rollout plans with their stages."""
+
+    serializer_class = s.PlanSerializer
+    permission_classes = [IsAuthenticated]
+    lookup_field = "slug"
+    queryset = RolloutPlan.objects.prefetch_related(
+        Prefetch("stages", queryset=StageTemplate.objects.order_by("position"))
+    ).order_by("name")
+
+
+class ReleaseFilter(django_filters.FilterSet):
+    service = django_filters.CharFilter(field_name="service__slug")
+    environment = django_filters.CharFilter(field_name="environment__slug")
+    status = django_filters.MultipleChoiceFilter(choices=ReleaseStatus.choices)
+    version = django_filters.CharFilter()
+
+    class Meta:
+        model = Release
+        fields = ["service", "environment", "status", "version"]
+
+
+def _transition_view(name: str) -> Any:
+    """Build the POST endpoint for one transition; they differ only by the function called."""
+
+    @extend_schema(request=s.ReasonSerializer, responses={200: s.ReleaseDetailSerializer})
+    def view(self: ReleaseViewSet, request: Request, pk: str | None = None) -> Response:
+        release = self.get_object()
+        body = s.ReasonSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        kwargs: dict[str, Any] = {
+            "actor": actor_for(request),
+            "reason": body.validated_data["reason"],
+        }
+        if name in ("start", "advance"):
+            kwargs["force"] = body.validated_data["force"]
+        elif body.validated_data["force"]:
+            return Response({"force": [f"{name} has no gate to force."]}, status=400)
+        transitions.ACTIONS[name](release, **kwargs)
+        return Response(s.ReleaseDetailSerializer(self._reload(release)).data)
+
+    view.__name__ = name
+    view.__doc__ = transitions.ACTIONS[name].__doc__
+    return action(detail=True, methods=["post"], url_path=name)(view)
+
+
+class ReleaseViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Releases: register, read, move through their stages, ask the gate."""
+
+    permission_classes = [ReleasePermission]
+    filterset_class = ReleaseFilter
+
+    def get_queryset(self) -> QuerySet[Release]:
+        qs = Release.objects.with_related()
+        if self.action == "list":
+            # A token lists its own services' releases; asking for one of another service by
+            # id answers 403 (below, in the object permission), not a misleading 404.
+            return scope_to_token(qs, self.request)
+        if self.action == "retrieve":
+            return qs.prefetch_related("stages")
+        return qs
+
+    def get_serializer_class(self) -> type:
+        if self.action == "create":
+            return s.ReleaseCreateSerializer
+        if self.action == "retrieve":
+            return s.ReleaseDetailSerializer
+        return s.ReleaseSerializer
+
+    def _reload(self, release: Release) -> Release:
+        return Release.objects.with_related().prefetch_related("stages").get(pk=release.pk)
+
+    @extend_schema(
+        request=s.ReleaseCreateSerializer,
+        responses={201: s.ReleaseDetailSerializer, 200: s.ReleaseDetailSerializer},
+    )
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Register a release; the same service, environment and version again returns it (200)."""
+        body = s.ReleaseCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        service = data["service"]
+        if isinstance(request.user, TokenPrincipal) and service.pk not in request.user.service_ids:
+            raise PermissionDenied(f"This token may not register releases of {service.slug!r}.")
+        user = None if isinstance(request.user, TokenPrincipal) else request.user
+        release, created = create_release(
+            service=service,
+            environment=data["environment"],
+            version=data["version"],
+            plan=data.get("plan"),
+            actor=actor_for(request),
+            commit_sha=data.get("commit_sha", ""),
+            commit_time=data.get("commit_time"),
+            changelog_url=data.get("changelog_url", ""),
+            author=user,
+            author_name=data.get("author", ""),
+        )
+        return Response(
+            s.ReleaseDetailSerializer(self._reload(release)).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+    start = _transition_view("start")
+    advance = _transition_view("advance")
+    pause = _transition_view("pause")
+    resume = _transition_view("resume")
+    rollback = _transition_view("rollback")
+    abort = _transition_view("abort")
+
+    @extend_schema(responses={200: s.GateSerializer})
+    @action(detail=True, methods=["get"])
+    def gate(self, request: Request, pk: str | None = None) -> Response:
+        """May the release take its next step? The verdict and every blocker."""
+        return Response(s.gate_payload(gate.evaluate(self.get_object())))
+
+    @extend_schema(responses={200: s.TrafficSerializer})
+    @action(detail=True, methods=["get"])
+    def traffic(self, request: Request, pk: str | None = None) -> Response:
+        """The percentage of traffic the release should serve now."""
+        release = self.get_object()
+        return Response(
+            {
+                "percentage": release.traffic_percentage,
+                "status": release.status,
+                "stage": release.current_stage.name if release.current_stage else None,
+            }
+        )
+
+    @extend_schema(
+        parameters=[OpenApiParameter("unit", str, required=True, description="User or org id")],
+        responses={200: s.BucketSerializer},
+    )
+    @action(detail=True, methods=["get"])
+    def bucket(self, request: Request, pk: str | None = None) -> Response:
+        """Deterministic treatment/control assignment of one unit at the current percentage."""
+        query = s.BucketQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        release = self.get_object()
+        unit = query.validated_data["unit"]
+        variant, percentage = release.bucket(unit)
+        return Response({"variant": variant, "percentage": percentage, "unit": unit})
+
+
+def broker_status(timeout: float = 2.0) -> str:
+    """'ok' when the Celery broker accepts a connection within the timeout, else 'down'."""
+    try:
+        with celery_app.connection_for_write() as conn:
+            conn.ensure_connection(
+                max_retries=1, interval_start=0, interval_step=0, timeout=timeout
+            )
+    except Exception as exc:  # any failure to reach the broker means "down", with the cause logged
+        logger.warning("Broker health check failed: %s", exc)
+        return "down"
+    return "ok"
+
+
+def database_status() -> str:
+    try:
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except Exception as exc:  # the database not answering, whatever the driver's error class
+        logger.warning("Database health check failed: %s", exc)
+        return "down"
+    return "ok"
+
+
+class HealthView(APIView):
+    """Liveness for load balancers: 503 only when the database does not answer."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(responses={200: s.HealthSerializer, 503: s.HealthSerializer})
+    def get(self, request: Request) -> Response:
+        database = database_status()
+        broker = broker_status()
+        healthy = database == "ok"
+        return Response(
+            {"status": "ok" if healthy else "down", "database": database, "broker": broker},
+            status=status.HTTP_200_OK if healthy else status.HTTP_503_SERVICE_UNAVAILABLE,
+        )

@@ -1,0 +1,141 @@
+"""Named users, API clients and the services switch shared by every test."""
+
+from __future__ import annotations
+
+import os
+import socket
+from urllib.parse import urlparse
+
+import pytest
+from django.contrib.auth.models import Group
+from rest_framework.test import APIClient
+
+from apps.api.models import ApiToken
+from apps.core.actors import Actor
+from apps.releases.roles import APPROVERS, RELEASE_MANAGERS, VIEWERS
+from tests.factories import EnvironmentFactory, ServiceFactory, UserFactory
+
+# In CI every real service must be there: a missing one fails the run instead of skipping.
+REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES", "") in {"1", "true", "yes"}
+
+
+def need_service(reason: str) -> None:
+    """Skip locally, fail in CI, when a real service the test needs is missing."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"Required service missing: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def _plain_http(settings) -> None:
+    """The test client speaks plain HTTP; production redirects it to HTTPS."""
+    settings.SECURE_SSL_REDIRECT = False
+    # No collectstatic before tests: serve static names without the production manifest.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
+@pytest.fixture(autouse=True)
+def celery_eager(request: pytest.FixtureRequest):
+    """Tasks run in-process during tests, unless the test is marked `real_worker`.
+
+    Tests marked `real_worker` start a real Celery worker and must send to a real broker.
+    """
+    from rolloutdesk.celery import app
+
+    previous = app.conf.task_always_eager
+    app.conf.task_always_eager = request.node.get_closest_marker("real_worker") is None
+    yield
+    app.conf.task_always_eager = previous
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def redis_url() -> str:
+    url = os.environ.get("TEST_REDIS_URL") or os.environ.get("CELERY_BROKER_URL", "")
+    if not url.startswith("redis://"):
+        url = "redis://127.0.0.1:6379/0"
+    parsed = urlparse(url)
+    if not _port_open(parsed.hostname or "127.0.0.1", parsed.port or 6379):
+        need_service(f"Redis is not reachable at {url}")
+    return url
+
+
+@pytest.fixture
+def postgres(settings: object) -> None:
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        need_service("this test needs PostgreSQL (set DATABASE_URL=postgres://...)")
+
+
+def _user_in(username: str, group: str):
+    user = UserFactory(username=username)
+    user.groups.add(Group.objects.get(name=group))
+    return user
+
+
+@pytest.fixture
+def rita(db):
+    """Rita, a release manager."""
+    return _user_in("rita", RELEASE_MANAGERS)
+
+
+@pytest.fixture
+def alice(db):
+    """Alice, an approver."""
+    return _user_in("alice", APPROVERS)
+
+
+@pytest.fixture
+def victor(db):
+    """Victor, a viewer."""
+    return _user_in("victor", VIEWERS)
+
+
+@pytest.fixture
+def rita_actor(rita) -> Actor:
+    return Actor.for_user(rita)
+
+
+@pytest.fixture
+def system_actor() -> Actor:
+    return Actor.system("tests")
+
+
+@pytest.fixture
+def service(db):
+    return ServiceFactory(name="AI Orchestra", slug="ai-orchestra")
+
+
+@pytest.fixture
+def other_service(db):
+    return ServiceFactory(name="Billing", slug="billing")
+
+
+@pytest.fixture
+def production(db):
+    return EnvironmentFactory()
+
+
+@pytest.fixture
+def token_key(service) -> str:
+    _, key = ApiToken.issue("ci", [service])
+    return key
+
+
+@pytest.fixture
+def api(token_key) -> APIClient:
+    """An API client holding a token for `service` only."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token_key}")
+    return client

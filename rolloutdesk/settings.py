@@ -5,6 +5,7 @@ console email. Production sets DATABASE_URL (PostgreSQL), CELERY_BROKER_URL (Red
 (SMTP), SECRET_KEY, ALLOWED_HOSTS and DEBUG=false.
 """
 
+import os
 import sys
 from pathlib import Path
 
@@ -53,6 +54,7 @@ INSTALLED_APPS = [
     "apps.releases",
     "apps.rollouts",
     "apps.api",
+    "apps.demo",
 ]
 
 MIDDLEWARE = [
@@ -91,8 +93,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Web, worker and beat write at once in the embedded mode: take the write lock at BEGIN
     # and wait for it, instead of failing with "database is locked" (see shared/stack-notes.md).
     DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
-    # A file (not :memory:) so that a Celery worker started by the tests sees the test data.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-rolloutdesk.sqlite3")}
+    # A file (not :memory:) so that a Celery worker started by the tests sees the test data;
+    # one per test run, so two runs side by side don't share it.
+    DATABASES["default"]["TEST"] = {
+        "NAME": str(VAR_DIR / f"test-rolloutdesk-{os.getpid()}.sqlite3")
+    }
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True

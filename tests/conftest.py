@@ -79,7 +79,8 @@ def postgres(settings: object) -> None:
 
 
 def _user_in(username: str, group: str):
-    user = UserFactory(username=username)
+    # Everyone with a role may open the admin; what they see there is their group's permissions.
+    user = UserFactory(username=username, is_staff=True)
     user.groups.add(Group.objects.get(name=group))
     return user
 

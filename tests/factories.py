@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 
 from apps.core.actors import Actor
 from apps.releases.models import Environment, Release, RolloutPlan, Service, StageTemplate
-from apps.releases.services import create_release
+from apps.rollouts.registration import register_release
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -85,7 +85,7 @@ def make_release(
 ) -> Release:
     """Create a release the way the product does (stages copied from the plan)."""
     service = service or ServiceFactory()
-    release, _ = create_release(
+    release, _ = register_release(
         service=service,
         environment=environment or EnvironmentFactory(),
         version=version or f"1.0.{Release.objects.count() + 1}",

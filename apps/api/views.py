@@ -19,8 +19,8 @@ from rest_framework.views import APIView
 
 from apps.releases.choices import ReleaseStatus
 from apps.releases.models import Release, RolloutPlan, Service, StageTemplate
-from apps.releases.services import create_release
 from apps.rollouts import gate, transitions
+from apps.rollouts.registration import register_release
 from rolloutdesk.celery import app as celery_app
 
 from . import serializers as s
@@ -132,7 +132,7 @@ class ReleaseViewSet(
         if isinstance(request.user, TokenPrincipal) and service.pk not in request.user.service_ids:
             raise PermissionDenied(f"This token may not register releases of {service.slug!r}.")
         user = None if isinstance(request.user, TokenPrincipal) else request.user
-        release, created = create_release(
+        release, created = register_release(
             service=service,
             environment=data["environment"],
             version=data["version"],

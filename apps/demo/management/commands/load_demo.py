@@ -22,8 +22,8 @@ from apps.api.models import ApiToken
 from apps.core.actors import Actor
 from apps.releases.models import Environment, Release, RolloutPlan, Service, StageTemplate
 from apps.releases.roles import RELEASE_MANAGERS
-from apps.releases.services import create_release
 from apps.rollouts import transitions
+from apps.rollouts.registration import register_release
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
@@ -279,7 +279,7 @@ class Command(BaseCommand):
         admin_actor = Actor.for_user(admin_user)
         made = 0
         for spec in RELEASES:
-            release, created = create_release(
+            release, created = register_release(
                 service=services[spec.service],
                 environment=environments[spec.environment],
                 version=spec.version,

@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class DemoConfig(AppConfig):
+    """Demo data for a first look (`manage.py load_demo`); an entry point, so it may import all."""
+
+    name = "apps.demo"
+    label = "demo"

@@ -1,7 +1,10 @@
 """The gate: the one answer to "may this release leave its current step?".
 
 The API's gate endpoint, the admin, the auto-advance tick and the emails all call `evaluate`.
-Each check is a function returning blockers; later features add their checks to CHECKS.
+Each check is a function `(release, stage, now) -> list[Blocker]`; a feature adds its check in a
+module of its own under apps/rollouts/ (importing Blocker from .blockers) and lists it in CHECKS.
+`stage` is the current stage while the release runs or is paused, None while it is planned (the
+step is then "start").
 """
 
 from __future__ import annotations
@@ -15,16 +18,9 @@ from django.utils import timezone
 from apps.releases.choices import ReleaseStatus
 from apps.releases.models import Release, Stage
 
+from .blockers import Blocker
 
-@dataclass(frozen=True)
-class Blocker:
-    """One reason the gate is red."""
-
-    kind: str
-    detail: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"kind": self.kind, "detail": self.detail}
+__all__ = ["Blocker", "Verdict", "evaluate", "CHECKS"]
 
 
 @dataclass

@@ -1,0 +1,47 @@
+"""Settings come from the environment; production values pass Django's deployment checks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def manage(args: list[str], env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PYTEST"))}
+    base.pop("SECRET_KEY", None)
+    base.pop("DEBUG", None)
+    base.update({"ROLLOUTDESK_VAR_DIR": str(tmp_path / "var"), **env})
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=base,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_check_deploy_is_clean_with_production_values(tmp_path: Path) -> None:
+    result = manage(
+        ["check", "--deploy", "--fail-level", "WARNING"],
+        {
+            "DEBUG": "false",
+            "SECRET_KEY": "k" * 20 + "-Xq93!vT7pZ0^bW2sL8@fR4&hN6*mC1%dY5",
+            "ALLOWED_HOSTS": "rolloutdesk.example.com",
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+            "EMAIL_URL": "smtp://mail.example.com:587",
+        },
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_production_refuses_to_start_without_a_secret_key(tmp_path: Path) -> None:
+    result = manage(["check"], {"DEBUG": "false"}, tmp_path)
+    assert result.returncode != 0
+    assert "Set the SECRET_KEY environment variable" in result.stderr

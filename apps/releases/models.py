@@ -94,6 +94,11 @@ class StageTemplate(models.Model):
     auto_advance = models.BooleanField(
         default=False, help_text="Advance by itself once the gate is green."
     )
+    min_requests = models.PositiveIntegerField(
+        default=0,
+        help_text="Requests the stage must serve during its soak (0: time only). Counted from "
+        "the `count` of the service's traffic metric (see metric checks).",
+    )
 
     class Meta:
         ordering = ["plan", "position"]
@@ -218,6 +223,11 @@ class Stage(models.Model):
     exited_at = models.DateTimeField(null=True, blank=True)
     paused_for = models.DurationField(
         default=timedelta(0), help_text="Time spent paused; it does not count as soak."
+    )
+    min_requests = models.PositiveIntegerField(default=0)
+    # The plan step this stage was copied from: its metric criteria watch the stage.
+    template = models.ForeignKey(
+        StageTemplate, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
 
     class Meta:

@@ -67,6 +67,8 @@ def create_release(
                     traffic_percentage=template.traffic_percentage,
                     min_soak=template.min_soak,
                     auto_advance=template.auto_advance,
+                    min_requests=template.min_requests,
+                    template=template,
                 )
                 for index, template in enumerate(templates)
             )

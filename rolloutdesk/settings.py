@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "apps.core",
     "apps.releases",
+    "apps.checks",
     "apps.rollouts",
     "apps.api",
     "apps.demo",
@@ -169,6 +170,23 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"expires": 55},
     },
+    "checks-purge-samples": {
+        "task": "apps.checks.tasks.purge_samples",
+        "schedule": 3600.0,
+        "options": {"expires": 3000},
+    },
+}
+
+# --- metric checks -------------------------------------------------------------------------
+# Samples older than this are purged (hourly, in batches).
+CHECKS_SAMPLE_RETENTION = env.int("CHECKS_SAMPLE_RETENTION_DAYS", default=30)
+# Read-only databases SQL metric sources may query: CHECKS_SQL_DATABASES=name=url;name2=url2
+CHECKS_SQL_DATABASES = {
+    name.strip(): url.strip()
+    for name, _, url in (
+        item.partition("=") for item in env("CHECKS_SQL_DATABASES", default="").split(";")
+    )
+    if name.strip() and url.strip()
 }
 
 # --- REST framework ------------------------------------------------------------------------

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 
 from apps.core import emails
 from apps.releases.models import Event
 
 from . import gate
+from .analysis import run_checks
 from .ticks import auto_advance_due
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(autoretry_for=(OSError,), retry_backoff=30, max_retries=8)
@@ -38,6 +43,16 @@ def notify_event(event_id: int) -> int:
 @shared_task
 def tick() -> dict[str, int]:
     """Every minute: auto-advance releases whose gate turned green."""
+    # Metric checks first: a breach pauses or rolls back before auto-advance looks at the gate.
+    checked = run_checks()
+    logger.info(
+        "Metric checks: %s release(s), %s result(s), paused %s, rolled back %s, notified %s",
+        checked.releases,
+        checked.results,
+        checked.paused,
+        checked.rolled_back,
+        checked.notified,
+    )
     report = auto_advance_due()
     return {
         "examined": report.examined,

@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class ChecksConfig(AppConfig):
+    """Metric definitions, sources, criteria, samples, and the history of their evaluations."""
+
+    name = "apps.checks"
+    label = "checks"
+    verbose_name = "Metric checks"

@@ -1,0 +1,150 @@
+"""Metric checks in the tick: evaluate every in-progress release's criteria and act on them.
+
+A criterion whose critical breach is sustained pauses or rolls back its release through the
+transitions module (which refuses a release that moved since we read it, so two ticks at once
+roll back once); a warning, or a critical breach whose action is "notify", emails the service's
+list once per breach episode (the notification row is claimed, so two ticks send one email).
+Dry-run criteria are evaluated and recorded, never acted on.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from apps.checks import services as checks
+from apps.checks.choices import CriticalAction, RunTrigger, Verdict, WarningAction
+from apps.checks.models import CheckResult
+from apps.core.actors import Actor
+from apps.releases.choices import ReleaseStatus
+from apps.releases.models import Release
+
+from . import transitions
+
+logger = logging.getLogger(__name__)
+
+ACTOR_NAME = "metric-checks"
+
+
+@dataclass
+class AnalysisReport:
+    """What one round of checks evaluated and did."""
+
+    releases: int = 0
+    results: int = 0
+    paused: list[int] = field(default_factory=list)
+    rolled_back: list[int] = field(default_factory=list)
+    notified: int = 0
+    refused: int = 0
+
+
+def describe(result: CheckResult) -> str:
+    """The criterion, the value and the threshold, as the reason of a transition."""
+    criterion = result.criterion
+    metric = criterion.metric
+    level = "critical" if result.verdict == Verdict.FAIL else "warning"
+    if result.reference_value is not None and result.delta is not None:
+        text = (
+            f"{criterion.label}: {metric.format(result.value)} against "
+            f"{criterion.reference} {metric.format(result.reference_value)}, worse by "
+            f"{criterion.format_threshold(result.delta)} ({level} threshold "
+            f"{criterion.comparator} {criterion.format_threshold(result.threshold)})"
+        )
+    else:
+        text = (
+            f"{criterion.label}: measured {metric.format(result.value)} ({level} threshold "
+            f"{criterion.comparator} {criterion.format_threshold(result.threshold)})"
+        )
+    if criterion.for_window:
+        text += f" for {int(criterion.for_window.total_seconds() // 60)} min"
+    if criterion.consecutive > 1:
+        text += f", {criterion.consecutive} evaluations in a row"
+    if result.p_value is not None:
+        text += f", p = {result.p_value:.3g}"
+    return f"Metric check failed: {text}."
+
+
+def act(outcome: checks.Outcome, report: AnalysisReport) -> None:
+    """Pause, roll back or notify for one release's results."""
+    release = outcome.release
+    live = [r for r in outcome.results if not r.dry_run and r.criterion is not None]
+    failing = [r for r in live if r.verdict == Verdict.FAIL]
+    actor = Actor.system(ACTOR_NAME)
+    for action, verb, done in (
+        (CriticalAction.ROLLBACK, transitions.rollback, report.rolled_back),
+        (CriticalAction.PAUSE, transitions.pause, report.paused),
+    ):
+        triggering = [r for r in failing if r.criterion.on_critical == action]
+        if not triggering:
+            continue
+        reason = " ".join(describe(r) for r in triggering)
+        try:
+            verb(release, actor=actor, reason=reason)
+        except transitions.TransitionError as exc:
+            # Another tick or a person moved the release since we read it: they acted first.
+            report.refused += 1
+            logger.info("Metric checks left release %s alone: %s", release.pk, exc.message)
+            return
+        done.append(release.pk)
+        checks.record_action(outcome.run, f"{action}: {triggering[0].label}")
+        return  # the transition's own notification tells the service's list
+    to_notify = [
+        r
+        for r in live
+        if (r.verdict == Verdict.WARN and r.criterion.on_warning == WarningAction.NOTIFY)
+        or (r.verdict == Verdict.FAIL and r.criterion.on_critical == CriticalAction.NOTIFY)
+    ]
+    for result in to_notify:
+        notification = checks.claim_notification(result)
+        if notification is None:
+            continue
+        report.notified += 1
+        transaction.on_commit(lambda pk=notification.pk: _queue(pk))
+    if to_notify:
+        checks.record_action(outcome.run, f"notify: {', '.join(r.label for r in to_notify)}")
+
+
+def _queue(notification_id: int) -> None:
+    from apps.checks.tasks import notify_check
+
+    try:
+        notify_check.delay(notification_id)
+    except Exception:  # the broker being down must not undo the checks already recorded
+        logger.exception("Could not queue metric check notification %s", notification_id)
+
+
+def evaluate_and_act(
+    releases: list[Release], *, now: datetime | None = None, trigger: str = RunTrigger.TICK
+) -> AnalysisReport:
+    """Evaluate the given releases' criteria, record the results and act on them."""
+    report = AnalysisReport()
+    outcomes = checks.evaluate_releases(releases, now=now or timezone.now(), trigger=trigger)
+    report.releases = len(outcomes)
+    for outcome in outcomes:
+        report.results += len(outcome.results)
+        act(outcome, report)
+    return report
+
+
+def run_checks(*, now: datetime | None = None) -> AnalysisReport:
+    """The tick's part: every in-progress release, once per tick slot."""
+    releases = list(
+        Release.objects.in_progress()
+        .select_related("service", "environment", "current_stage")
+        .order_by("pk")
+    )
+    return evaluate_and_act(releases, now=now)
+
+
+def run_checks_now(release: Release) -> AnalysisReport:
+    """A person asked for the checks of one release now (admin action)."""
+    release = Release.objects.select_related("service", "environment", "current_stage").get(
+        pk=release.pk
+    )
+    if release.status != ReleaseStatus.IN_PROGRESS:
+        return AnalysisReport()
+    return evaluate_and_act([release], trigger=RunTrigger.MANUAL)

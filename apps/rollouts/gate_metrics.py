@@ -1,0 +1,86 @@
+"""Gate checks of the metric checks: criteria passed over the soak, and traffic soaked.
+
+A running release may leave its stage only when every (non dry-run) criterion watching the stage
+has passed at least once over the soak window with no warn or fail in it, and when the stage has
+served its minimum number of requests.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from apps.checks import services as checks
+from apps.releases.choices import ReleaseStatus
+from apps.releases.models import Release, Stage
+
+from .blockers import Blocker
+
+
+def check_metrics(release: Release, stage: Stage | None, now: datetime) -> list[Blocker]:
+    """One blocker per criterion failing, warning or without a pass during the stage's soak."""
+    if release.status != ReleaseStatus.IN_PROGRESS or stage is None:
+        return []
+    criteria = [c for c in checks.stage_criteria(release, stage) if not c.dry_run]
+    blockers = []
+    for standing in checks.standings(release, stage, criteria, now):
+        if standing.ok:
+            continue
+        criterion, latest = standing.criterion, standing.latest
+        if latest is None:
+            latest_text = "not evaluated yet"
+        else:
+            latest_text = (
+                f"latest {latest.get_verdict_display().lower()}, "
+                f"{criterion.metric.format(latest.value)}"
+                + (f" — {latest.detail}" if latest.detail and latest.value is None else "")
+            )
+        if standing.bad:
+            what = (
+                f"warned or failed {standing.bad} time{'s' if standing.bad != 1 else ''} "
+                "during the soak"
+            )
+        else:
+            what = "has no passing evaluation yet"
+        blockers.append(
+            Blocker("metrics", f"Metric check {criterion.label} {what} ({latest_text}).")
+        )
+    return blockers
+
+
+def check_traffic(release: Release, stage: Stage | None, now: datetime) -> list[Blocker]:
+    """A stage with a minimum number of requests must have served them; shows progress and ETA."""
+    if release.status != ReleaseStatus.IN_PROGRESS or stage is None or not stage.min_requests:
+        return []
+    served = checks.traffic_served(release, stage, now)
+    if served is None:
+        return [
+            Blocker(
+                "traffic",
+                f"Stage {stage.name} needs {stage.min_requests:,} requests, but no traffic "
+                "metric is defined (mark one metric as counting traffic).",
+            )
+        ]
+    if served >= stage.min_requests:
+        return []
+    soaked = stage.soaked(now, release.paused_at)
+    time_left = max(timedelta(0), stage.min_soak - soaked)
+    text = f"Stage {stage.name} has served {int(served):,} of {stage.min_requests:,} requests"
+    if served > 0 and soaked > timedelta(0):
+        rate = served / soaked.total_seconds()
+        traffic_left = timedelta(seconds=(stage.min_requests - served) / rate)
+        eta = max(traffic_left, time_left)
+        text += f"; at the current rate it may advance in about {_format(eta)}"
+        text += f" (around {(now + eta):%Y-%m-%d %H:%M %Z})."
+    else:
+        text += "; no traffic counted yet."
+    return [Blocker("traffic", text)]
+
+
+def _format(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours >= 24:
+        return f"{hours // 24}d {hours % 24}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{max(minutes, 1)}m"

@@ -1,0 +1,138 @@
+"""The gate asks the metric checks: criteria passed over the soak, and enough traffic served."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import time_machine
+
+from apps.checks.choices import MetricKind
+from apps.checks.models import MetricDefinition
+from apps.core.actors import Actor
+from apps.releases.choices import ReleaseStatus
+from apps.rollouts import gate, transitions
+from apps.rollouts.analysis import run_checks
+from apps.rollouts.tasks import tick
+from tests.checks.conftest import criterion, push
+from tests.factories import PlanFactory, make_release
+
+pytestmark = pytest.mark.django_db
+
+START = datetime(2026, 11, 2, 9, 0, 30, tzinfo=UTC)
+SYSTEM = Actor.system("tests")
+
+
+def metric_blockers(release) -> list[str]:
+    release.refresh_from_db()
+    return [b.detail for b in gate.evaluate(release).blockers if b.kind in ("metrics", "traffic")]
+
+
+@pytest.fixture
+def clock():
+    with time_machine.travel(START, tick=False) as traveller:
+        yield traveller
+
+
+def soaking_release(production, soak: timedelta = timedelta(hours=1), auto: bool = False):
+    plan = PlanFactory(
+        slug=f"soak-{int(soak.total_seconds())}-{auto}",
+        stages=[("canary", 5, soak, auto), ("full", 100, timedelta(0), False)],
+    )
+    release = make_release(plan=plan, environment=production)
+    transitions.start(release, actor=SYSTEM)
+    return plan, release
+
+
+def test_criteria_without_a_pass_block_the_gate(clock, production, error_rate):
+    plan, release = soaking_release(production, soak=timedelta(0))
+    criterion(plan, error_rate)
+
+    assert metric_blockers(release) == [
+        "Metric check error_rate > 5 % has no passing evaluation yet (not evaluated yet)."
+    ]
+    run_checks()  # no samples: inconclusive
+    assert metric_blockers(release) == [
+        "Metric check error_rate > 5 % has no passing evaluation yet "
+        "(latest inconclusive, no value — 0 sample(s) in 1m; needs 1.)."
+    ]
+    push(release, error_rate, [0.01], end=START + timedelta(minutes=1))
+    clock.shift(timedelta(minutes=1))
+    run_checks()
+    assert metric_blockers(release) == []
+
+
+def test_a_warning_during_the_soak_blocks_until_it_ages_out(clock, production, error_rate):
+    plan, release = soaking_release(production, soak=timedelta(minutes=30))
+    criterion(plan, error_rate, warning_threshold=0.02, on_critical="notify")
+    push(release, error_rate, [0.03] + [0.01] * 40, end=START + timedelta(minutes=40))
+
+    run_checks()  # 0.03: warn
+    for minute in range(1, 35):
+        run_checks(now=START + timedelta(minutes=minute))
+    clock.shift(timedelta(minutes=29))
+    assert metric_blockers(release) == [
+        "Metric check error_rate > 5 % warned or failed 1 time during the soak (latest pass, 1 %)."
+    ]
+    clock.shift(timedelta(minutes=2))  # the warning is now older than the 30-minute soak
+    assert metric_blockers(release) == []
+
+
+def test_dry_run_criteria_never_block(clock, production, error_rate):
+    plan, release = soaking_release(production, soak=timedelta(0))
+    criterion(plan, error_rate, dry_run=True)
+    push(release, error_rate, [0.5], end=START)
+
+    run_checks()
+
+    assert metric_blockers(release) == []
+
+
+def test_a_failing_criterion_holds_auto_advance(clock, production, error_rate):
+    plan, release = soaking_release(production, soak=timedelta(0), auto=True)
+    criterion(plan, error_rate, on_critical="notify")
+    push(release, error_rate, [0.09], end=START)
+
+    assert tick()["advanced"] == 0
+
+    release.refresh_from_db()
+    assert (release.status, release.current_stage.name) == (ReleaseStatus.IN_PROGRESS, "canary")
+
+
+def test_traffic_soak_shows_progress_and_an_estimate(clock, production):
+    requests = MetricDefinition.objects.create(
+        key="requests", name="Requests", kind=MetricKind.COUNTER, counts_traffic=True
+    )
+    plan = PlanFactory(
+        slug="traffic",
+        stages=[("canary", 5, timedelta(hours=1), False), ("full", 100, timedelta(0), False)],
+    )
+    plan.stages.filter(name="canary").update(min_requests=1000)
+    release = make_release(plan=plan, environment=production)
+    transitions.start(release, actor=SYSTEM)
+    clock.shift(timedelta(minutes=30))
+    push(release, requests, [20] * 10, end=START + timedelta(minutes=30), count=None)
+
+    blockers = metric_blockers(release)
+
+    # 400 requests in 30 minutes: 600 more need 45 minutes, longer than the 30 left of soak.
+    assert blockers == [
+        "Stage canary has served 400 of 1,000 requests; at the current rate it may advance in "
+        "about 45m (around 2026-11-02 10:15 UTC)."
+    ]
+    push(release, requests, [300, 300], end=START + timedelta(minutes=20), count=None)
+    assert metric_blockers(release) == []
+
+
+def test_traffic_soak_without_traffic_says_so(clock, production, error_rate):
+    plan = PlanFactory(slug="t0", stages=[("canary", 5, timedelta(0), False)])
+    plan.stages.update(min_requests=50)
+    release = make_release(plan=plan, environment=production)
+    transitions.start(release, actor=SYSTEM)
+
+    assert metric_blockers(release) == [
+        "Stage canary has served 0 of 50 requests; no traffic counted yet."
+    ]
+    push(release, error_rate, [0.01], end=START + timedelta(minutes=1), count=60, per_minute=1)
+    clock.shift(timedelta(minutes=1))
+    assert metric_blockers(release) == []

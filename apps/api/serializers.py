@@ -16,13 +16,24 @@ from apps.releases.models import (
     sha_validator,
 )
 
+from .serializers_checks import CriterionSerializer
+
 
 class StageTemplateSerializer(serializers.ModelSerializer):
     min_soak_seconds = serializers.SerializerMethodField()
+    criteria = CriterionSerializer(many=True, read_only=True, source="enabled_criteria")
 
     class Meta:
         model = StageTemplate
-        fields = ["position", "name", "traffic_percentage", "min_soak_seconds", "auto_advance"]
+        fields = [
+            "position",
+            "name",
+            "traffic_percentage",
+            "min_soak_seconds",
+            "auto_advance",
+            "min_requests",
+            "criteria",
+        ]
 
     def get_min_soak_seconds(self, obj: StageTemplate) -> int:
         return int(obj.min_soak.total_seconds())
@@ -30,10 +41,12 @@ class StageTemplateSerializer(serializers.ModelSerializer):
 
 class PlanSerializer(serializers.ModelSerializer):
     stages = StageTemplateSerializer(many=True, read_only=True)
+    # Criteria on the plan watch every stage; a stage's own are listed with it.
+    criteria = CriterionSerializer(many=True, read_only=True, source="enabled_criteria")
 
     class Meta:
         model = RolloutPlan
-        fields = ["id", "name", "slug", "description", "stages"]
+        fields = ["id", "name", "slug", "description", "stages", "criteria"]
 
 
 class ServiceSerializer(serializers.ModelSerializer):

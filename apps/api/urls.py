@@ -4,7 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from . import views
+from . import views, views_checks
 
 router = DefaultRouter()
 router.register("services", views.ServiceViewSet, basename="service")
@@ -15,5 +15,11 @@ urlpatterns = [
     path("health/", views.HealthView.as_view(), name="health"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("samples/", views_checks.SamplesView.as_view(), name="samples"),
+    path(
+        "releases/<int:pk>/checks/latest/",
+        views_checks.LatestChecksView.as_view(),
+        name="release-checks-latest",
+    ),
     path("", include(router.urls)),
 ]

@@ -17,6 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.checks.models import enabled_criteria
 from apps.releases.choices import ReleaseStatus
 from apps.releases.models import Release, RolloutPlan, Service, StageTemplate
 from apps.rollouts import gate, transitions
@@ -49,7 +50,9 @@ class PlanViewSet(viewsets.ReadOnlyModelViewSet):
     permission_classes = [IsAuthenticated]
     lookup_field = "slug"
     queryset = RolloutPlan.objects.prefetch_related(
-        Prefetch("stages", queryset=StageTemplate.objects.order_by("position"))
+        Prefetch("stages", queryset=StageTemplate.objects.order_by("position")),
+        Prefetch("criteria", queryset=enabled_criteria(), to_attr="enabled_criteria"),
+        Prefetch("stages__criteria", queryset=enabled_criteria(), to_attr="enabled_criteria"),
     ).order_by("name")
 
 

@@ -437,3 +437,8 @@ class CheckNotification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.verdict} notification for release {self.release_id}"
+
+
+def enabled_criteria() -> models.QuerySet[MetricCriterion]:
+    """Criteria that are switched on, with their metric: for prefetching onto plans and stages."""
+    return MetricCriterion.objects.filter(enabled=True).select_related("metric").order_by("id")

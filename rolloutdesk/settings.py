@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "apps.core",
     "apps.releases",
     "apps.checks",
+    "apps.checklists",
     "apps.rollouts",
     "apps.api",
     "apps.demo",

@@ -40,3 +40,6 @@ class EventVerb(models.TextChoices):
     ABORTED = "aborted", "Aborted"
     GATE_OVERRIDDEN = "gate_overridden", "Gate overridden"
     UPDATED = "updated", "Updated"
+    CHECKLIST_ITEM_DONE = "checklist_item_done", "Checklist item done"
+    CHECKLIST_ITEM_REOPENED = "checklist_item_reopened", "Checklist item reopened"
+    CHECKLIST_OPENED = "checklist_opened", "Checklist opened"

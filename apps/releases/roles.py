@@ -32,3 +32,27 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
     APPROVERS: list(_VIEW_ALL),
     VIEWERS: list(_VIEW_ALL),
 }
+
+# Checklists (apps/checklists, granted by its 0002_roles migration): everyone reads them, release
+# managers keep the templates and plan links, managers and approvers tick items.
+CHECKLISTS_VIEW = [
+    f"checklists.view_{model}"
+    for model in (
+        "checklisttemplate",
+        "templatesection",
+        "templateitem",
+        "planchecklist",
+        "checklist",
+        "checklistitem",
+        "checklistitemchange",
+    )
+]
+CHECKLISTS_MANAGE = [
+    f"checklists.{verb}_{model}"
+    for model in ("checklisttemplate", "templatesection", "templateitem", "planchecklist")
+    for verb in ("add", "change", "delete")
+]
+ROLE_PERMISSIONS[RELEASE_MANAGERS] += CHECKLISTS_VIEW + CHECKLISTS_MANAGE
+ROLE_PERMISSIONS[RELEASE_MANAGERS].append("checklists.tick_checklistitem")
+ROLE_PERMISSIONS[APPROVERS] += CHECKLISTS_VIEW + ["checklists.tick_checklistitem"]
+ROLE_PERMISSIONS[VIEWERS] += CHECKLISTS_VIEW

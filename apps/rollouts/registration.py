@@ -6,6 +6,7 @@ from typing import Any
 
 from django.db import transaction
 
+from apps.checklists.services import snapshot_checklists
 from apps.releases.models import Release
 from apps.releases.services import create_release
 
@@ -18,4 +19,6 @@ def register_release(**fields: Any) -> tuple[Release, bool]:
     """
     with transaction.atomic():
         release, created = create_release(**fields)
+        if created:
+            snapshot_checklists(release)
     return release, created

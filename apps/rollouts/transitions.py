@@ -19,7 +19,7 @@ from apps.core.actors import Actor, ActorKind
 from apps.releases.choices import EventVerb, ReleaseStatus, StageStatus
 from apps.releases.models import Event, Release, Stage
 
-from . import gate
+from . import completion, gate
 
 logger = logging.getLogger(__name__)
 
@@ -179,6 +179,7 @@ def advance(release: Release, *, actor: Actor, reason: str = "", force: bool = F
             r.save(update_fields=["status", "finished_at", "updated_at"])
             data = {"from_stage": current.name, "traffic_percentage": 100}
             verb = EventVerb.COMPLETED
+            completion.after_complete(r, actor=actor, now=now)
         else:
             _enter(following, now)
             r.current_stage = following

@@ -53,7 +53,7 @@ def fetch(
 
 
 def query_points(base_url: str, query: str, window: Window, *, timeout: float) -> list[Point]:
-    """Run a query and return one point per interval, stamped at the interval's start.
+    """Run a query and return one point per interval, stamped inside that interval.
 
     Prometheus evaluates the expression at the end of each interval (start + step, ..., end):
     the value there describes the interval before it, so it is filed under that interval.
@@ -149,7 +149,8 @@ def _points(data: dict[str, Any], step: float) -> list[Point]:
             value = float(text)
             if math.isnan(value) or math.isinf(value):
                 continue  # no data at that instant (e.g. a ratio over zero requests)
-            at = datetime.fromtimestamp(float(stamp) - step, tz=UTC)
+            # Mid-interval: safely inside it, whatever rounding the server applied to the time.
+            at = datetime.fromtimestamp(float(stamp) - step / 2, tz=UTC)
             points.append(Point(at=at, value=value))
         return points
     except (KeyError, TypeError, ValueError, IndexError) as exc:

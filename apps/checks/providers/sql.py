@@ -70,7 +70,8 @@ def run(source: MetricSource, params: dict[str, Any]) -> list[Point]:
         raise ProviderError(
             f"Refused: the query ran past the statement timeout ({source.timeout_seconds:g}s)."
         ) from exc
-    except psycopg.errors.ReadOnlySqlTransaction as exc:
+    except (psycopg.errors.ReadOnlySqlTransaction, psycopg.errors.ActiveSqlTransaction) as exc:
+        # The second: the query tried to switch its transaction to read-write.
         raise ProviderError(f"Refused: the source is read-only ({_first_line(exc)}).") from exc
     except psycopg.OperationalError as exc:
         raise ProviderError(

@@ -337,7 +337,8 @@ def _streaks_of(previous: CheckResult | None, now: datetime) -> Streaks | None:
 def _episode(previous: CheckResult | None, now: datetime) -> int:
     """A breach episode is named by the last result before it, so every tick names it alike."""
     if previous is None:
-        return -(int(now.timestamp()) // tick_seconds())
+        # No history in the last hour: ticks overlapping now name the episode by the hour.
+        return -(int(now.timestamp()) // 3600)
     if previous.verdict in (Verdict.WARN, Verdict.FAIL) and now - previous.at <= streak_gap():
         return previous.episode
     return previous.pk

@@ -6,7 +6,12 @@ from typing import Any
 
 from rest_framework import serializers
 
-from apps.checklists.models import KEY_MAX_LENGTH, Checklist, ChecklistItem
+from apps.checklists.models import (
+    KEY_MAX_LENGTH,
+    Checklist,
+    ChecklistItem,
+    validate_evidence_url,
+)
 
 from .serializers import GateSerializer
 
@@ -18,7 +23,14 @@ class CheckReportSerializer(serializers.Serializer):
     item = serializers.IntegerField(required=False, help_text="An item id, instead of a key.")
     passed = serializers.BooleanField()
     detail = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
-    url = serializers.URLField(required=False, allow_blank=True, default="", max_length=500)
+    url = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=500,
+        validators=[validate_evidence_url],
+        help_text="A link to the evidence (the CI run).",
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if ("key" in attrs) == ("item" in attrs):

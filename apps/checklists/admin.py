@@ -365,9 +365,12 @@ class ChecklistAdmin(admin.ModelAdmin):
     def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
         """Each changed item goes through set_item_state, which records who, when and why."""
         actor = Actor.for_user(request.user)
+        # What the admin's change message and log entry read, normally set by formset.save().
+        formset.new_objects, formset.deleted_objects, formset.changed_objects = [], [], []
         for item_form in formset.forms:
             if not item_form.has_changed():
                 continue
+            formset.changed_objects.append((item_form.instance, item_form.changed_data))
             data = item_form.cleaned_data
             try:
                 set_item_state(

@@ -18,6 +18,7 @@ from .runbook import (
     ParsedRunbook,
     RunbookError,
     parse,
+    too_large,
 )
 
 PAYLOAD_SALT = "checklists.runbook-import"
@@ -53,11 +54,7 @@ class RunbookUploadForm(forms.Form):
         if upload is None:
             return cleaned
         if upload.size > MAX_BYTES:
-            self.add_error(
-                "file",
-                f"{upload.name} is {upload.size / (1024 * 1024):.1f} MB; runbooks up to 2 MB "
-                "can be imported.",
-            )
+            self.add_error("file", too_large(upload.name, upload.size))
             return cleaned
         try:
             self.parsed = parse(upload.read(), source=upload.name, name=cleaned.get("name"))
@@ -169,14 +166,14 @@ class ItemTickForm(forms.ModelForm):
     """One item on its checklist's page: tick or untick it, with a comment and evidence."""
 
     done = forms.BooleanField(required=False)
-    evidence_url = forms.URLField(
-        required=False, max_length=500, assume_scheme="https", widget=forms.URLInput({"size": 30})
-    )
 
     class Meta:
         model = ChecklistItem
         fields = ["done", "comment", "evidence_url"]
-        widgets = {"comment": forms.TextInput(attrs={"size": 30})}
+        widgets = {
+            "comment": forms.TextInput(attrs={"size": 30}),
+            "evidence_url": forms.URLInput(attrs={"size": 30}),
+        }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -4,6 +4,7 @@ release's own snapshot of them with who ticked what, when, and the history of ev
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -22,6 +23,15 @@ key_validator = RegexValidator(
     r"^[a-z0-9]+(?:[-_.][a-z0-9]+)*$",
     "A key is lower-case letters and digits, words joined by '-', '_' or '.', e.g. security-scan.",
 )
+
+
+def validate_evidence_url(value: str) -> None:
+    """An http(s) link; unlike URLField, internal hosts (https://ci/run/7) are fine."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or any(c.isspace() for c in value):
+        raise ValidationError(
+            "Enter an http(s) link, e.g. https://ci.example.com/runs/7.", code="invalid"
+        )
 
 
 class ChecklistTemplate(models.Model):
@@ -248,7 +258,7 @@ class ChecklistItem(ActorStamp):
     )
     changed_at = models.DateTimeField(null=True, blank=True)
     comment = models.TextField(blank=True)
-    evidence_url = models.URLField(max_length=500, blank=True)
+    evidence_url = models.CharField(max_length=500, blank=True, validators=[validate_evidence_url])
 
     objects = ChecklistItemQuerySet.as_manager()
 
@@ -276,7 +286,7 @@ class ChecklistItemChange(ActorStamp):
     previous_state = models.CharField(max_length=10, choices=ItemState.choices)
     passed = models.BooleanField(null=True, blank=True, help_text="What CI reported, if CI.")
     comment = models.TextField(blank=True)
-    evidence_url = models.URLField(max_length=500, blank=True)
+    evidence_url = models.CharField(max_length=500, blank=True, validators=[validate_evidence_url])
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:

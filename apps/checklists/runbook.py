@@ -128,12 +128,18 @@ _BOMS = [
 ]
 
 
+def too_large(source: str, size: int) -> str:
+    """The message for a file over MAX_BYTES (also checked before reading an upload)."""
+    return (
+        f"{source} is {size / (1024 * 1024):.1f} MB ({size:,} bytes); runbooks up to 2 MB "
+        f"({MAX_BYTES:,} bytes) can be imported."
+    )
+
+
 def decode(data: bytes, source: str = "the file") -> tuple[str, list[str]]:
     """Bytes to text, refusing what is not a text file; returns (text, notes for the reader)."""
     if len(data) > MAX_BYTES:
-        raise RunbookError(
-            f"{source} is {len(data) / (1024 * 1024):.1f} MB; runbooks up to 2 MB can be imported."
-        )
+        raise RunbookError(too_large(source, len(data)))
     if not data.strip():
         raise RunbookError(f"{source} is empty: there is nothing to import.")
     for bom, encoding in _BOMS:

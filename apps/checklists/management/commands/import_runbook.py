@@ -79,10 +79,7 @@ def _read(path: Path) -> bytes:
     try:
         size = path.stat().st_size
         if size > runbook.MAX_BYTES:
-            raise CommandError(
-                f"{path.name} is {size / (1024 * 1024):.1f} MB; runbooks up to 2 MB can be "
-                "imported."
-            )
+            raise CommandError(runbook.too_large(path.name, size))
         return path.read_bytes()
     except IsADirectoryError as exc:
         raise CommandError(f"{path} is a directory, not a runbook file.") from exc

@@ -442,3 +442,12 @@ class CheckNotification(models.Model):
 def enabled_criteria() -> models.QuerySet[MetricCriterion]:
     """Criteria that are switched on, with their metric: for prefetching onto plans and stages."""
     return MetricCriterion.objects.filter(enabled=True).select_related("metric").order_by("id")
+
+
+class StageCriteria(StageTemplate):
+    """A plan's stage seen from the metric checks: where its own criteria are edited."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "stage criteria"
+        verbose_name_plural = "stage criteria"

@@ -56,3 +56,27 @@ ROLE_PERMISSIONS[RELEASE_MANAGERS] += CHECKLISTS_VIEW + CHECKLISTS_MANAGE
 ROLE_PERMISSIONS[RELEASE_MANAGERS].append("checklists.tick_checklistitem")
 ROLE_PERMISSIONS[APPROVERS] += CHECKLISTS_VIEW + ["checklists.tick_checklistitem"]
 ROLE_PERMISSIONS[VIEWERS] += CHECKLISTS_VIEW
+
+# Metric checks (apps/checks, granted by its 0003_roles migration): everyone reads criteria and
+# check runs; release managers keep metrics, sources (SQL ones: superusers only, in the admin)
+# and criteria. Samples come from CI tokens; people push them only with checks.add_sample.
+CHECKS_VIEW = [
+    f"checks.view_{model}"
+    for model in (
+        "metricdefinition",
+        "metricsource",
+        "metriccriterion",
+        "stagecriteria",
+        "sample",
+        "checkrun",
+        "checkresult",
+    )
+]
+CHECKS_MANAGE = [
+    f"checks.{verb}_{model}"
+    for model in ("metricdefinition", "metricsource", "metriccriterion")
+    for verb in ("add", "change", "delete")
+] + ["checks.change_stagecriteria"]
+ROLE_PERMISSIONS[RELEASE_MANAGERS] += CHECKS_VIEW + CHECKS_MANAGE
+ROLE_PERMISSIONS[APPROVERS] += CHECKS_VIEW
+ROLE_PERMISSIONS[VIEWERS] += CHECKS_VIEW

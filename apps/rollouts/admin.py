@@ -485,3 +485,7 @@ class ReleaseAdmin(admin.ModelAdmin):
         }
         request.current_app = self.admin_site.name
         return TemplateResponse(request, "admin/releases/release/transition_reason.html", context)
+
+
+# Actions of feature apps, in modules of their own, added to ReleaseAdmin when they load.
+from . import admin_metrics  # noqa: E402, F401

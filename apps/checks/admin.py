@@ -1,0 +1,260 @@
+"""Admin for metric checks: metrics, sources, criteria (on plans and stages), check runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.db import models
+from django.db.models import Count, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+
+from apps.releases.admin import RolloutPlanAdmin
+
+from .backtest import backtest, describe
+from .choices import SourceKind
+from .models import (
+    CheckResult,
+    CheckRun,
+    MetricCriterion,
+    MetricDefinition,
+    MetricSource,
+    StageCriteria,
+)
+
+CRITERION_FIELDS = [
+    "metric",
+    "comparator",
+    "warning_threshold",
+    "critical_threshold",
+    "reference",
+    "tolerance",
+    "significance_test",
+    "p_value",
+    "for_window",
+    "interval",
+    "consecutive",
+    "min_samples",
+    "inconclusive_limit",
+    "on_warning",
+    "on_critical",
+    "dry_run",
+    "enabled",
+]
+
+
+@admin.register(MetricDefinition)
+class MetricDefinitionAdmin(admin.ModelAdmin):
+    """What can be measured: key, unit, kind and bad direction."""
+
+    list_display = ["key", "name", "unit", "kind", "bad_direction", "counts_traffic"]
+    list_filter = ["kind", "bad_direction", "counts_traffic"]
+    search_fields = ["key", "name"]
+
+
+@admin.register(MetricSource)
+class MetricSourceAdmin(admin.ModelAdmin):
+    """Where a service's metric is read. SQL sources run queries: only superusers touch them."""
+
+    list_display = ["metric", "service", "kind", "base_url", "database", "timeout_seconds"]
+    formfield_overrides = {models.URLField: {"assume_scheme": "http"}}
+    list_filter = ["kind", "service"]
+    list_select_related = ["metric", "service"]
+    search_fields = ["metric__key", "service__name", "query"]
+
+    def get_form(
+        self, request: HttpRequest, obj: MetricSource | None = None, change: bool = False, **kw: Any
+    ) -> type[forms.ModelForm]:
+        form = super().get_form(request, obj, change=change, **kw)
+        if not request.user.is_superuser and "kind" in form.base_fields:
+            form.base_fields["kind"].choices = [
+                c for c in form.base_fields["kind"].choices if c[0] != SourceKind.SQL
+            ]
+        return form
+
+    def _sql_locked(self, request: HttpRequest, obj: MetricSource | None) -> bool:
+        return obj is not None and obj.kind == SourceKind.SQL and not request.user.is_superuser
+
+    def has_change_permission(self, request: HttpRequest, obj: MetricSource | None = None) -> bool:
+        if self._sql_locked(request, obj):
+            return False
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: MetricSource | None = None) -> bool:
+        if self._sql_locked(request, obj):
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def save_model(
+        self, request: HttpRequest, obj: MetricSource, form: forms.Form, change: bool
+    ) -> None:
+        if obj.kind == SourceKind.SQL and not request.user.is_superuser:
+            raise PermissionDenied("Only superusers may create or edit SQL sources.")
+        super().save_model(request, obj, form, change)
+
+
+class PlanCriterionInline(admin.TabularInline):
+    """Criteria watching every stage of the plan."""
+
+    model = MetricCriterion
+    fk_name = "plan"
+    fields = CRITERION_FIELDS
+    extra = 0
+    verbose_name = "metric criterion (all stages)"
+    verbose_name_plural = "metric criteria (all stages)"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[MetricCriterion]:
+        return super().get_queryset(request).select_related("metric")
+
+
+# The plan page (apps/releases) shows its plan-wide criteria too.
+RolloutPlanAdmin.inlines = [*RolloutPlanAdmin.inlines, PlanCriterionInline]
+
+
+class StageCriterionInline(PlanCriterionInline):
+    """Criteria watching this stage only."""
+
+    fk_name = "stage_template"
+    verbose_name = "metric criterion (this stage)"
+    verbose_name_plural = "metric criteria (this stage)"
+
+
+@admin.register(StageCriteria)
+class StageCriteriaAdmin(admin.ModelAdmin):
+    """Each stage of each plan, with the criteria that watch only it."""
+
+    list_display = ["plan", "position", "name", "traffic_percentage", "min_requests", "criteria"]
+    list_filter = ["plan"]
+    list_select_related = ["plan"]
+    ordering = ["plan__name", "position"]
+    fields = ["plan", "position", "name", "traffic_percentage", "min_soak", "min_requests"]
+    readonly_fields = ["plan", "position", "name", "traffic_percentage", "min_soak"]
+    inlines = [StageCriterionInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[StageCriteria]:
+        return super().get_queryset(request).annotate(criterion_count=Count("criteria"))
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # stages are added on their plan
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="Criteria", ordering="criterion_count")
+    def criteria(self, obj: StageCriteria) -> int:
+        return obj.criterion_count
+
+
+@admin.register(MetricCriterion)
+class MetricCriterionAdmin(admin.ModelAdmin):
+    """Every criterion; "Backtest" replays the form's rule over past releases before saving."""
+
+    change_form_template = "admin/checks/metriccriterion/change_form.html"
+    list_display = ["label_column", "plan", "stage_template", "on_critical", "dry_run", "enabled"]
+    list_filter = ["enabled", "dry_run", "on_critical", "metric", "plan"]
+    list_select_related = ["metric", "plan", "stage_template__plan"]
+    fields = ["plan", "stage_template", *CRITERION_FIELDS]
+
+    @admin.display(description="Criterion")
+    def label_column(self, obj: MetricCriterion) -> str:
+        return obj.label
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        if request.method == "POST" and "_backtest" in request.POST:
+            return self._backtest_preview(request, object_id)
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def _backtest_preview(self, request: HttpRequest, object_id: str | None) -> HttpResponse:
+        """Validate the posted rule and replay it without saving anything."""
+        obj = self.get_object(request, object_id) if object_id else None
+        if obj is None and not self.has_add_permission(request):
+            raise PermissionDenied
+        if obj is not None and not self.has_change_permission(request, obj):
+            raise PermissionDenied
+        form_class = self.get_form(request, obj, change=obj is not None)
+        form = form_class(request.POST, instance=obj)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Backtest of a metric criterion",
+            "form": form,
+            "lines": [],
+        }
+        if form.is_valid():
+            criterion = form.save(commit=False)  # never saved here
+            replays = backtest(criterion, limit=10)
+            context.update(
+                criterion=criterion,
+                replays=replays,
+                lines=describe(criterion, replays),
+            )
+        return TemplateResponse(request, "admin/checks/backtest_preview.html", context)
+
+
+class CheckResultInline(admin.TabularInline):
+    """A run's results, read-only."""
+
+    model = CheckResult
+    fields = [
+        "label",
+        "verdict",
+        "level",
+        "value",
+        "reference_value",
+        "delta",
+        "p_value",
+        "threshold",
+        "samples",
+        "dry_run",
+        "detail",
+    ]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(CheckRun)
+class CheckRunAdmin(admin.ModelAdmin):
+    """Every evaluation of a release's criteria: the evidence behind each decision."""
+
+    list_display = ["started_at", "release", "stage", "trigger", "verdict", "action"]
+    list_filter = ["verdict", "trigger", "release__service", "release__environment"]
+    list_select_related = ["release__service", "release__environment", "stage"]
+    search_fields = ["release__version", "release__service__name", "action"]
+    date_hierarchy = "started_at"
+    inlines = [CheckResultInline]
+    readonly_fields = [
+        "release",
+        "stage",
+        "trigger",
+        "slot",
+        "started_at",
+        "finished_at",
+        "verdict",
+        "action",
+    ]
+    fields = readonly_fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

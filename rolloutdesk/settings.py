@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "apps.releases",
     "apps.checks",
     "apps.checklists",
+    "apps.signoffs",
     "apps.rollouts",
     "apps.api",
     "apps.demo",
@@ -176,6 +177,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 3600.0,
         "options": {"expires": 3000},
     },
+    "signoffs-sweep": {
+        "task": "apps.signoffs.tasks.sweep",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
 }
 
 # --- metric checks -------------------------------------------------------------------------
@@ -189,6 +195,10 @@ CHECKS_SQL_DATABASES = {
     )
     if name.strip() and url.strip()
 }
+
+# --- sign-offs -----------------------------------------------------------------------------
+# A person asked to sign and not yet signed is reminded at most once per this many hours.
+SIGNOFF_REMINDER_HOURS = env.int("SIGNOFF_REMINDER_HOURS", default=24)
 
 # --- REST framework ------------------------------------------------------------------------
 REST_FRAMEWORK = {

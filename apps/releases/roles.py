@@ -80,3 +80,19 @@ CHECKS_MANAGE = [
 ROLE_PERMISSIONS[RELEASE_MANAGERS] += CHECKS_VIEW + CHECKS_MANAGE
 ROLE_PERMISSIONS[APPROVERS] += CHECKS_VIEW
 ROLE_PERMISSIONS[VIEWERS] += CHECKS_VIEW
+
+# Sign-offs and freeze windows (apps/signoffs, granted by its 0002_roles migration): everyone
+# reads them, release managers keep the rules and freeze windows. Signing itself is allowed by
+# membership of a rule's groups, not by a permission.
+SIGNOFFS_VIEW = [
+    f"signoffs.view_{model}"
+    for model in ("signoffrule", "releasesignoffrule", "signoff", "signoffrequest", "freezewindow")
+]
+SIGNOFFS_MANAGE = [
+    f"signoffs.{verb}_{model}"
+    for model in ("signoffrule", "freezewindow")
+    for verb in ("add", "change", "delete")
+]
+ROLE_PERMISSIONS[RELEASE_MANAGERS] += SIGNOFFS_VIEW + SIGNOFFS_MANAGE
+ROLE_PERMISSIONS[APPROVERS] += SIGNOFFS_VIEW
+ROLE_PERMISSIONS[VIEWERS] += SIGNOFFS_VIEW

@@ -21,6 +21,7 @@ from apps.releases.models import Release, Stage
 from .blockers import Blocker
 from .gate_checklists import check_checklists
 from .gate_metrics import check_metrics, check_traffic
+from .gate_signoffs import check_freeze, check_signoffs
 
 __all__ = ["Blocker", "Verdict", "evaluate", "CHECKS"]
 
@@ -85,7 +86,15 @@ def check_soak(release: Release, stage: Stage | None, now: datetime) -> list[Blo
     return []
 
 
-CHECKS: list[Check] = [check_status, check_soak, check_checklists, check_metrics, check_traffic]
+CHECKS: list[Check] = [
+    check_status,
+    check_soak,
+    check_checklists,
+    check_signoffs,
+    check_freeze,
+    check_metrics,
+    check_traffic,
+]
 
 
 def evaluate(release: Release, *, now: datetime | None = None) -> Verdict:

@@ -9,6 +9,7 @@ from django.db import transaction
 from apps.checklists.services import snapshot_checklists
 from apps.releases.models import Release
 from apps.releases.services import create_release
+from apps.signoffs.services import attach_rules
 
 
 def register_release(**fields: Any) -> tuple[Release, bool]:
@@ -21,4 +22,5 @@ def register_release(**fields: Any) -> tuple[Release, bool]:
         release, created = create_release(**fields)
         if created:
             snapshot_checklists(release)
+            attach_rules(release)
     return release, created

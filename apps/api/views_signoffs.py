@@ -1,0 +1,110 @@
+"""API for sign-offs: read what a gate still needs; CI reports a new artifact. Tokens never sign."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.releases.models import Release
+from apps.signoffs import services
+
+from . import serializers_signoffs as s
+from .authentication import TokenPrincipal, actor_for
+
+
+class _ReleaseScoped(BasePermission):
+    """Tokens act within their services; people need the permission the view names."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        user = request.user
+        if isinstance(user, TokenPrincipal):
+            return True
+        if not (user and user.is_authenticated):
+            return False
+        perm = view.person_perms.get(request.method, "releases.view_release")
+        return perm is None or user.has_perm(perm)
+
+
+def _release_for(request: Request, pk: int) -> Release:
+    release = get_object_or_404(Release.objects.with_related(), pk=pk)
+    user = request.user
+    if isinstance(user, TokenPrincipal) and release.service_id not in user.service_ids:
+        raise PermissionDenied("This token may not act on this service's releases.")
+    return release
+
+
+def _payload(release: Release) -> dict[str, Any]:
+    gate_status = services.gate_status(release, with_history=True)
+    history = (
+        gate_status.history
+        if gate_status
+        else list(release.signoffs.select_related("signer", "stage"))
+    )
+    return s.signoffs_payload(release, gate_status, history)
+
+
+class ReleaseSignOffsView(APIView):
+    """GET: the release's sign-offs and what its gate still needs. POST: a person signs."""
+
+    permission_classes = [_ReleaseScoped]
+    # Any signed-in person may try to sign: whether they may is the rule's groups' business.
+    person_perms: dict[str, str | None] = {"GET": "releases.view_release", "POST": None}
+
+    @extend_schema(responses={200: s.SignOffsSerializer})
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(_payload(_release_for(request, pk)))
+
+    @extend_schema(request=s.SignInputSerializer, responses={201: s.SignOffsSerializer})
+    def post(self, request: Request, pk: int) -> Response:
+        if isinstance(request.user, TokenPrincipal):
+            raise PermissionDenied(
+                "Signing is for people: an API token cannot sign off. Open the sign-off page."
+            )
+        release = _release_for(request, pk)
+        body = s.SignInputSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        services.sign(
+            release,
+            user=request.user,
+            decision=body.validated_data["decision"],
+            comment=body.validated_data["comment"],
+        )
+        return Response(_payload(release), status=status.HTTP_201_CREATED)
+
+
+class ReleaseArtifactView(APIView):
+    """POST: the release now deploys another commit; every sign-off given on the old one lapses."""
+
+    permission_classes = [_ReleaseScoped]
+    person_perms: dict[str, str | None] = {"POST": "releases.change_release"}
+
+    @extend_schema(request=s.ArtifactSerializer, responses={200: s.ArtifactResultSerializer})
+    def post(self, request: Request, pk: int) -> Response:
+        release = _release_for(request, pk)
+        body = s.ArtifactSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        release, lapsed = services.change_commit(
+            release,
+            commit_sha=data["commit_sha"],
+            commit_time=data.get("commit_time"),
+            actor=actor_for(request),
+            reason=data["reason"],
+        )
+        return Response(
+            {
+                "release": release.pk,
+                "commit_sha": release.commit_sha,
+                "lapsed": [
+                    {"signer": x.signer.get_username(), "decision": x.decision} for x in lapsed
+                ],
+            }
+        )

@@ -1,0 +1,600 @@
+"""Sign-off verbs: copy rules to a release, sign, withdraw, lapse on a new artifact, ask, remind.
+
+Every change writes an Event on the release's timeline; emails are queued after commit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from apps.core.actors import Actor
+from apps.releases.choices import EventVerb, ReleaseStatus
+from apps.releases.models import Event, Release, Stage, sha_validator
+
+from .choices import Decision
+from .models import (
+    FreezeWindow,
+    ReleaseSignOffRule,
+    SignerReminder,
+    SignOff,
+    SignOffRequest,
+    SignOffRule,
+)
+from .quorum import Assessment, assess
+
+logger = logging.getLogger(__name__)
+
+User = get_user_model()
+
+# The kinds of gate blocker this app produces (see apps/rollouts/gate_signoffs.py).
+SIGNOFF_BLOCKER_KINDS = frozenset({"signoff", "no_go"})
+
+
+class SignOffRefused(PermissionDenied):
+    """This person may not give this sign-off (HTTP 403); the message says why."""
+
+
+@dataclass(frozen=True)
+class Gate:
+    """The gate a release waits at now: its start, or leaving its current stage."""
+
+    stage: Stage | None
+    key: str  # identifies the attempt and the artifact: sign-offs for another key do not count
+
+    @property
+    def label(self) -> str:
+        return f"leaving stage {self.stage.name}" if self.stage else "the start"
+
+
+@dataclass
+class GateStatus:
+    """A gate, its rule, and where its sign-offs stand."""
+
+    release: Release
+    gate: Gate
+    rule: ReleaseSignOffRule
+    assessment: Assessment
+    history: list[SignOff] = field(default_factory=list)
+
+    @property
+    def met(self) -> bool:
+        return self.assessment.met
+
+
+def current_gate(release: Release) -> Gate | None:
+    """The gate the release waits at, None when it is finished."""
+    sha = release.commit_sha
+    if release.status == ReleaseStatus.PLANNED:
+        return Gate(stage=None, key=f"start@{sha}")
+    if release.status in ReleaseStatus.active() and release.current_stage is not None:
+        stage = release.current_stage
+        # entered_at changes when a stage is entered again, not when the release pauses.
+        entered = round(stage.entered_at.timestamp() * 1_000_000) if stage.entered_at else 0
+        return Gate(stage=stage, key=f"stage:{stage.pk}:{entered}@{sha}")
+    return None
+
+
+def rule_for(release: Release, gate: Gate) -> ReleaseSignOffRule | None:
+    rules = ReleaseSignOffRule.objects.filter(release=release).prefetch_related("groups")
+    if gate.stage is None:
+        return rules.filter(stage__isnull=True).first()
+    return rules.filter(stage=gate.stage).first()
+
+
+def _memberships(user_ids: set[int], group_ids: set[int]) -> dict[int, set[int]]:
+    """Which of the given groups each user belongs to now."""
+    rows = User.groups.through.objects.filter(user_id__in=user_ids, group_id__in=group_ids)
+    result: dict[int, set[int]] = defaultdict(set)
+    for user_id, group_id in rows.values_list("user_id", "group_id"):
+        result[user_id].add(group_id)
+    return result
+
+
+def is_author(release: Release, user: Any) -> bool:
+    """The release's author: its author user, or the username or email CI reported."""
+    if release.author_id is not None:
+        return release.author_id == user.pk
+    name = release.author_name.strip().lower()
+    return bool(name) and name in {user.get_username().lower(), (user.email or "").lower()}
+
+
+def gate_status(
+    release: Release, *, now: datetime | None = None, with_history: bool = False
+) -> GateStatus | None:
+    """Where the sign-offs of the release's current gate stand; None if the gate asks none."""
+    now = now or timezone.now()
+    gate = current_gate(release)
+    if gate is None:
+        return None
+    rule = rule_for(release, gate)
+    if rule is None:
+        return None
+    groups = sorted(rule.groups.all(), key=lambda g: g.name)
+    signoffs = list(
+        SignOff.objects.filter(release=release, gate_key=gate.key)
+        .standing()
+        .select_related("signer")
+        .order_by("created_at", "id")
+    )
+    memberships = _memberships({s.signer_id for s in signoffs}, {g.pk for g in groups})
+    author = release.author_id
+    if author is None:
+        # CI named the author by username or email: bar that person's go as well.
+        author = next((s.signer_id for s in signoffs if is_author(release, s.signer)), None)
+    assessment = assess(rule, groups, signoffs, memberships, author_id=author, now=now)
+    status = GateStatus(release=release, gate=gate, rule=rule, assessment=assessment)
+    if with_history:
+        status.history = list(
+            SignOff.objects.filter(release=release).select_related("signer", "stage")
+        )
+    return status
+
+
+def attach_rules(release: Release) -> list[ReleaseSignOffRule]:
+    """Copy the plan's sign-off rules onto a new release, matching stages by their order."""
+    plan_rules = list(
+        SignOffRule.objects.filter(plan_id=release.plan_id)
+        .select_related("stage_template")
+        .prefetch_related("groups")
+    )
+    if not plan_rules:
+        return []
+    stage_of_template = {s.template_id: s for s in release.stages.all() if s.template_id}
+    copies = []
+    for rule in plan_rules:
+        stage = stage_of_template.get(rule.stage_template_id) if rule.stage_template_id else None
+        if rule.stage_template_id and stage is None:
+            continue  # the template was added after the release copied its stages
+        copy = ReleaseSignOffRule.objects.create(
+            release=release,
+            stage=stage,
+            source=rule,
+            quorum=rule.quorum,
+            approvals_needed=rule.approvals_needed,
+            valid_for=rule.valid_for,
+            author_may_approve=rule.author_may_approve,
+        )
+        copy.groups.set(rule.groups.all())
+        copies.append(copy)
+    return copies
+
+
+def why_cannot_sign(status: GateStatus, user: Any, decision: str) -> str:
+    """Why this person may not give this decision on this gate; empty when they may."""
+    if not user.is_active:
+        return "Your account is inactive."
+    names = [g.name for g in status.assessment.groups]
+    mine = _memberships({user.pk}, {g.pk for g in status.assessment.groups}).get(user.pk)
+    if not mine:
+        return (
+            f"You are not in any group this gate asks to sign ({', '.join(names)}). "
+            "Ask a release manager if you should be."
+        )
+    if decision == Decision.GO and is_author(status.release, user):
+        if not status.rule.author_may_approve:
+            return (
+                "You are this release's author, and this gate's rule does not let authors "
+                "approve their own release. You may still give a no-go."
+            )
+    return ""
+
+
+def _locked(release: Release) -> Release:
+    return (
+        Release.objects.select_for_update(of=("self",))
+        .select_related("service", "environment", "current_stage", "author")
+        .get(pk=release.pk)
+    )
+
+
+def _signer_row(signoff: SignOff) -> dict[str, Any]:
+    return {
+        "signer": signoff.signer.get_username(),
+        "decision": signoff.decision,
+        "comment": signoff.comment,
+        "at": signoff.created_at.isoformat(),
+    }
+
+
+def _record_decision(before: GateStatus, after: GateStatus, actor: Actor) -> Event | None:
+    """One Event when the gate's sign-offs turn green, naming every signer and comment."""
+    if before.met or not after.met:
+        return None
+    gate = after.gate
+    return Event.record(
+        after.release,
+        EventVerb.SIGNOFF_DECIDED,
+        actor,
+        reason=f"Go for {gate.label}: {after.rule.describe()}.",
+        stage=gate.stage,
+        data={
+            "decision": Decision.GO,
+            "gate": gate.label,
+            "rule": after.rule.describe(),
+            "signers": [_signer_row(s) for s in after.assessment.standing],
+        },
+    )
+
+
+def sign(
+    release: Release,
+    *,
+    user: Any,
+    decision: str,
+    comment: str = "",
+    now: datetime | None = None,
+) -> SignOff:
+    """Record a person's go or no-go on the release's current gate, replacing their earlier one."""
+    if decision not in Decision.values:
+        raise ValidationError({"decision": f"Say {' or '.join(Decision.values)}."})
+    comment = comment.strip()
+    if decision == Decision.NO_GO and not comment:
+        raise ValidationError({"comment": "A no-go needs a comment saying why."})
+    actor = Actor.for_user(user)
+    with transaction.atomic():
+        locked = _locked(release)
+        now = now or timezone.now()
+        before = gate_status(locked, now=now)
+        if before is None:
+            raise ValidationError(_nothing_to_sign(locked))
+        refusal = why_cannot_sign(before, user, decision)
+        if refusal:
+            raise SignOffRefused(refusal)
+        replaced = list(
+            SignOff.objects.standing()
+            .filter(release=locked, gate_key=before.gate.key, signer=user)
+            .values_list("decision", flat=True)
+        )
+        SignOff.objects.standing().filter(
+            release=locked, gate_key=before.gate.key, signer=user
+        ).update(withdrawn_at=now)
+        signoff = SignOff.objects.create(
+            release=locked,
+            stage=before.gate.stage,
+            stage_entered_at=before.gate.stage.entered_at if before.gate.stage else None,
+            gate_key=before.gate.key,
+            commit_sha=locked.commit_sha,
+            signer=user,
+            decision=decision,
+            comment=comment,
+            created_at=now,
+        )
+        data: dict[str, Any] = {"decision": decision, "gate": before.gate.label}
+        if replaced:
+            data["replaces"] = replaced[0]
+        event = Event.record(
+            locked, EventVerb.SIGNED_OFF, actor, reason=comment, stage=before.gate.stage, data=data
+        )
+        after = gate_status(locked, now=now)
+        decided = _record_decision(before, after, actor)
+        _notify_after_commit([event, decided])
+    return signoff
+
+
+def withdraw(release: Release, *, user: Any, now: datetime | None = None) -> SignOff:
+    """Withdraw the person's standing sign-off on the current gate (a no-go stops blocking)."""
+    actor = Actor.for_user(user)
+    with transaction.atomic():
+        locked = _locked(release)
+        now = now or timezone.now()
+        before = gate_status(locked, now=now)
+        gate = before.gate if before else current_gate(locked)
+        signoff = (
+            SignOff.objects.standing()
+            .filter(release=locked, signer=user, gate_key=gate.key if gate else "")
+            .first()
+        )
+        if signoff is None:
+            raise ValidationError("You have no sign-off on this gate to withdraw.")
+        signoff.withdrawn_at = now
+        signoff.save(update_fields=["withdrawn_at"])
+        event = Event.record(
+            locked,
+            EventVerb.SIGNOFF_WITHDRAWN,
+            actor,
+            stage=signoff.stage,
+            data={"decision": signoff.decision, "gate": gate.label, "comment": signoff.comment},
+        )
+        decided = None
+        if before is not None:
+            decided = _record_decision(before, gate_status(locked, now=now), actor)
+        _notify_after_commit([event, decided])
+    return signoff
+
+
+def _nothing_to_sign(release: Release) -> str:
+    gate = current_gate(release)
+    if gate is None:
+        return f"The release is {release.get_status_display().lower()}; there is no gate to sign."
+    return f"The gate for {gate.label} asks for no sign-off."
+
+
+def change_commit(
+    release: Release,
+    *,
+    commit_sha: str,
+    actor: Actor,
+    commit_time: datetime | None = None,
+    reason: str = "",
+) -> tuple[Release, list[SignOff]]:
+    """Point the release at a new artifact; every sign-off given on the old one lapses.
+
+    Returns the release and the sign-offs that lapsed. The same SHA again changes nothing.
+    """
+    commit_sha = commit_sha.strip()
+    if not commit_sha:
+        raise ValidationError({"commit_sha": "Give the new commit SHA."})
+    sha_validator(commit_sha)  # raises "A commit SHA is 7 to 64 hex digits."
+    if not actor.may_touch_service(release.service_id):
+        raise PermissionDenied(f"This token may not act on service {release.service.slug!r}.")
+    with transaction.atomic():
+        locked = _locked(release)
+        if locked.status in ReleaseStatus.finished():
+            raise ValidationError(
+                {
+                    "commit_sha": f"The release is {locked.get_status_display().lower()}; "
+                    "its artifact can no longer change."
+                }
+            )
+        old = locked.commit_sha
+        if old.lower() == commit_sha.lower():
+            return locked, []
+        now = timezone.now()
+        locked.commit_sha = commit_sha
+        fields = ["commit_sha", "updated_at"]
+        if commit_time is not None:
+            locked.commit_time = commit_time
+            fields.append("commit_time")
+        locked.save(update_fields=fields)
+        Event.record(
+            locked,
+            EventVerb.ARTIFACT_CHANGED,
+            actor,
+            reason=reason,
+            stage=locked.current_stage,
+            data={"from": old, "to": commit_sha},
+        )
+        lapsing = list(
+            SignOff.objects.standing().filter(release=locked).select_related("signer", "stage")
+        )
+        why = f"The artifact changed from {old or 'none'} to {commit_sha}."
+        if lapsing:
+            SignOff.objects.filter(pk__in=[s.pk for s in lapsing]).update(
+                lapsed_at=now, lapse_reason=why
+            )
+            Event.record(
+                locked,
+                EventVerb.SIGNOFFS_LAPSED,
+                actor,
+                reason=why + " Sign-offs given on the old one no longer count.",
+                stage=locked.current_stage,
+                data={
+                    "from": old,
+                    "to": commit_sha,
+                    "signers": [
+                        {
+                            "signer": s.signer.get_username(),
+                            "decision": s.decision,
+                            "stage": s.stage.name if s.stage else "start",
+                        }
+                        for s in lapsing
+                    ],
+                },
+            )
+    locked.refresh_from_db()
+    return locked, lapsing
+
+
+# --- requests and reminders ----------------------------------------------------------------
+
+
+def reminder_period() -> timedelta:
+    return timedelta(hours=getattr(settings, "SIGNOFF_REMINDER_HOURS", 24))
+
+
+def _signers_to_ask(status: GateStatus) -> list[Any]:
+    """Active members of the rule's groups with an email who have not signed this attempt."""
+    signed = {s.signer_id for s in status.assessment.standing}
+    users = (
+        User.objects.filter(is_active=True, groups__in=status.assessment.groups)
+        .exclude(pk__in=signed)
+        .exclude(email="")
+        .distinct()
+        .order_by("pk")
+    )
+    if status.rule.author_may_approve:
+        return list(users)
+    # The author's go would not count: asking them for one would only confuse.
+    return [u for u in users if not is_author(status.release, u)]
+
+
+def request_signoffs(
+    release: Release,
+    *,
+    actor: Actor,
+    early: bool = False,
+    blockers: list[dict[str, str]] | None = None,
+    now: datetime | None = None,
+) -> list[SignOffRequest]:
+    """Ask each member of the gate's groups to sign, once per gate attempt; returns new requests.
+
+    `blockers` is the gate's state to show in the email. Emails go out after commit, each
+    claimed by its request row so that running this twice never sends twice.
+    """
+    with transaction.atomic():
+        locked = _locked(release)
+        now = now or timezone.now()
+        status = gate_status(locked, now=now)
+        if status is None:
+            raise ValidationError(_nothing_to_sign(locked))
+        if status.assessment.quorum_reached:
+            return []
+        asked = set(
+            SignOffRequest.objects.filter(release=locked, gate_key=status.gate.key).values_list(
+                "user_id", flat=True
+            )
+        )
+        users = [u for u in _signers_to_ask(status) if u.pk not in asked]
+        if not users:
+            return []
+        SignOffRequest.objects.bulk_create(
+            [
+                SignOffRequest(
+                    release=locked,
+                    stage=status.gate.stage,
+                    gate_key=status.gate.key,
+                    user=u,
+                    requested_at=now,
+                    requested_by=actor.name,
+                    early=early,
+                    gate_blockers=blockers or [],
+                )
+                for u in users
+            ]
+        )
+        created = list(
+            SignOffRequest.objects.filter(release=locked, gate_key=status.gate.key, user__in=users)
+            .select_related("user")
+            .order_by("pk")
+        )
+        Event.record(
+            locked,
+            EventVerb.SIGNOFFS_REQUESTED,
+            actor,
+            reason="Asked early by a release manager."
+            if early
+            else "The gate's other conditions are met.",
+            stage=status.gate.stage,
+            data={"gate": status.gate.label, "asked": [u.get_username() for u in users]},
+        )
+        _after_commit("send_signoff_request", [(r.pk,) for r in created])
+    return created
+
+
+def claim_request(request_id: int, now: datetime) -> bool:
+    """Take the right to email this request: true for exactly one caller."""
+    return bool(
+        SignOffRequest.objects.filter(pk=request_id, sent_at__isnull=True).update(sent_at=now)
+    )
+
+
+def release_request_claim(request_id: int) -> None:
+    """Give the claim back after a failed send, so a retry may send it."""
+    SignOffRequest.objects.filter(pk=request_id).update(sent_at=None)
+
+
+def pending_for(requests: list[SignOffRequest], now: datetime) -> list[SignOffRequest]:
+    """The requests whose gate is still current, still short of its quorum, and unsigned by
+    the person asked."""
+    statuses: dict[int, GateStatus | None] = {}
+    keep = []
+    for request in requests:
+        release = request.release
+        if release.pk not in statuses:
+            statuses[release.pk] = gate_status(release, now=now)
+        status = statuses[release.pk]
+        if status is None or status.gate.key != request.gate_key:
+            continue
+        if status.assessment.quorum_reached:
+            continue
+        if any(s.signer_id == request.user_id for s in status.assessment.standing):
+            continue
+        keep.append(request)
+    return keep
+
+
+def remind_due(now: datetime | None = None) -> dict[int, list[int]]:
+    """Claim the reminders due now: at most one per person per reminder period.
+
+    Returns {user id: [request ids]} of the reminders claimed; their emails are queued after
+    commit. Safe to run twice at once: the person's SignerReminder row is claimed with a
+    conditional UPDATE, so only one run sends.
+    """
+    now = now or timezone.now()
+    cutoff = now - reminder_period()
+    due = list(
+        SignOffRequest.objects.filter(
+            sent_at__lte=cutoff,
+            release__status__in=[ReleaseStatus.PLANNED, ReleaseStatus.IN_PROGRESS],
+        )
+        .filter(Q(reminded_at__isnull=True) | Q(reminded_at__lte=cutoff))
+        .select_related("release__current_stage", "release__service")
+        .order_by("user_id", "pk")
+    )
+    by_user: dict[int, list[int]] = defaultdict(list)
+    for request in pending_for(due, now):
+        by_user[request.user_id].append(request.pk)
+    claimed: dict[int, list[int]] = {}
+    for user_id, request_ids in by_user.items():
+        with transaction.atomic():
+            SignerReminder.objects.get_or_create(user_id=user_id)
+            won = (
+                SignerReminder.objects.filter(user_id=user_id)
+                .filter(Q(last_sent_at__isnull=True) | Q(last_sent_at__lte=cutoff))
+                .update(last_sent_at=now)
+            )
+            if not won:
+                continue
+            SignOffRequest.objects.filter(pk__in=request_ids).update(
+                reminded_at=now, reminders_sent=F("reminders_sent") + 1
+            )
+            _after_commit("send_signoff_reminder", [(user_id, request_ids)])
+        claimed[user_id] = request_ids
+    return claimed
+
+
+# --- freeze windows --------------------------------------------------------------------------
+
+
+def active_freezes(release: Release, now: datetime) -> list[tuple[FreezeWindow, datetime]]:
+    """The freeze windows holding this release's service and environment at `now`, with ends."""
+    windows = FreezeWindow.objects.covering(release.service_id, release.environment_id)
+    found = []
+    for window in windows.possibly_active(now).order_by("name"):
+        until = window.active_until(now)
+        if until is not None:
+            found.append((window, until))
+    return found
+
+
+# --- notifications ---------------------------------------------------------------------------
+
+
+def _worth_telling(event: Event) -> bool:
+    """No-gos and decisions go to the service's notification list; plain gos do not."""
+    if event.verb == EventVerb.SIGNOFF_DECIDED:
+        return True
+    return event.verb == EventVerb.SIGNED_OFF and event.data.get("decision") == Decision.NO_GO
+
+
+def _notify_after_commit(events: list[Event | None]) -> None:
+    ids = [e.pk for e in events if e is not None and _worth_telling(e)]
+    if ids:
+        _after_commit("notify_signoff_event", [(i,) for i in ids])
+
+
+def _after_commit(task_name: str, calls: list[tuple[Any, ...]]) -> None:
+    """Queue one task per call once the transaction commits (a task never sees a rollback)."""
+
+    def queue() -> None:
+        from . import tasks
+
+        task = getattr(tasks, task_name)
+        for args in calls:
+            try:
+                task.delay(*args)
+            except Exception:  # the broker being down must not undo what was committed
+                logger.exception("Could not queue %s%r", task_name, args)
+
+    transaction.on_commit(queue)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from io import StringIO
 from pathlib import Path
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 
 from apps.checklists.choices import ChecklistKind
@@ -18,7 +20,9 @@ from apps.checklists.models import (
     TemplateItem,
     TemplateSection,
 )
-from apps.checklists.runbook import MAX_BYTES
+from apps.checklists.runbook import MAX_BYTES, parse
+from apps.checklists.services import import_runbook
+from apps.core.actors import Actor
 from tests.factories import PlanFactory, make_release
 
 from .helpers import link
@@ -26,6 +30,7 @@ from .test_runbook import AI_ORCHESTRA, DCI
 
 pytestmark = pytest.mark.django_db
 
+SYSTEM = Actor.system("tests")
 CHECKLIST_MODELS = [
     ChecklistTemplate,
     TemplateSection,
@@ -209,4 +214,14 @@ def test_missing_file_and_directory_are_named(tmp_path: Path) -> None:
         run(str(tmp_path / "nope.md"))
     with pytest.raises(CommandError, match="is a directory, not a runbook file"):
         run(str(tmp_path))
+    assert counts() == dict.fromkeys(counts(), 0)
+
+
+def test_an_import_saves_all_its_checklists_or_none() -> None:
+    parsed = parse(DCI.read_bytes(), source=DCI.name)
+    broken = replace(parsed.checklists[2], sections=[replace(parsed.checklists[2].sections[0])])
+    broken.sections[0].items = [replace(broken.sections[0].items[0], key="Not A Key!")]
+    with pytest.raises(ValidationError) as caught:
+        import_runbook(parsed, actor=SYSTEM, chosen=[*parsed.checklists[:2], broken])
+    assert "key 'Not A Key!' for 'A/B test statistical significance achieved'" in str(caught.value)
     assert counts() == dict.fromkeys(counts(), 0)

@@ -20,9 +20,11 @@ from django.db import transaction
 
 from apps.api.models import ApiToken
 from apps.core.actors import Actor
+from apps.demo import metrics as metric_demo
 from apps.releases.models import Environment, Release, RolloutPlan, Service, StageTemplate
 from apps.releases.roles import RELEASE_MANAGERS
 from apps.rollouts import transitions
+from apps.rollouts.analysis import run_checks
 from apps.rollouts.registration import register_release
 
 HOUR = timedelta(hours=1)
@@ -200,10 +202,17 @@ class Command(BaseCommand):
             services = self._services(plans)
             made = self._releases(services, environments, plans, admin_user)
             token_key = self._token(services["ai-orchestra"], admin_user)
+            checks = metric_demo.load(plans)
+        # Evaluate the demo releases' criteria once, so the admin shows real verdicts.
+        checked = run_checks()
 
         self.stdout.write(
             f"Demo data: {len(services)} services, {len(environments)} environments, "
             f"{len(plans)} plans; {made} new release(s), {Release.objects.count()} in all."
+        )
+        self.stdout.write(
+            f"Metric checks: {checks['metrics']} metrics on every plan, {checks['samples']} new "
+            f"sample(s); {checked.results} criterion result(s) for {checked.releases} release(s)."
         )
         self.stdout.write(f"Admin login: {ADMIN_USERNAME} / {password}")
         self.stdout.write(f"Open {ADMIN_URL}")

@@ -151,26 +151,6 @@ def raw_values(
     return values
 
 
-def traffic_served(pairs: Iterable[tuple[int, int, datetime]], end: datetime) -> dict[int, float]:
-    """Requests served per release since each one's `since`, from its traffic metric's counts."""
-    from ..models import Sample
-
-    condition = Q()
-    any_pair = False
-    for release_id, metric_id, since in pairs:
-        condition |= Q(release_id=release_id, metric_id=metric_id, at__gte=since)
-        any_pair = True
-    if not any_pair:
-        return {}
-    rows = (
-        Sample.objects.filter(condition, variant=Variant.TREATMENT, at__lt=end)
-        .values("release_id")
-        .annotate(served=Sum("count", output_field=FloatField()))
-        .order_by()
-    )
-    return {row["release_id"]: row["served"] or 0.0 for row in rows}
-
-
 def _stats(row: dict[str, Any]) -> Stats:
     return Stats(
         n=row["n"],

@@ -22,6 +22,7 @@ from django.utils.html import format_html, format_html_join
 from apps.core.actors import Actor
 from apps.releases.choices import EventVerb, ReleaseStatus
 from apps.releases.models import Event, Release, Stage
+from apps.signoffs.services import change_commit
 
 from . import gate
 from .registration import register_release
@@ -302,6 +303,11 @@ class ReleaseAdmin(admin.ModelAdmin):
         actor = Actor.for_user(request.user)
         if change:
             changed = [name for name in form.changed_data if name in form.fields]
+            live = obj.status not in ReleaseStatus.finished()
+            if "commit_sha" in changed and obj.commit_sha and live:
+                # A new artifact: the sign-offs given on the old one lapse (apps.signoffs).
+                change_commit(obj, commit_sha=obj.commit_sha, actor=actor)
+                changed.remove("commit_sha")
             if not changed:
                 return
             # Only the edited columns: a full save could write back a status that a transition

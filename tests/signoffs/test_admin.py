@@ -74,7 +74,8 @@ def test_rules_are_edited_inline_on_the_plan(plan, groups, rita):
     )
     response = client.post(change, data)
     assert response.status_code == 302, response.context["errors"] if response.context else ""
-    start, exit_half = SignOffRule.objects.order_by("stage_template")
+    start = SignOffRule.objects.get(stage_template__isnull=True)
+    exit_half = SignOffRule.objects.get(stage_template__isnull=False)
     assert start.stage_template is None and list(start.groups.all()) == [groups[ONCALL]]
     assert exit_half.stage_template == half and exit_half.approvals_needed == 2
     assert exit_half.describe() == "2 gos in all from members of: Engineering managers, Product"

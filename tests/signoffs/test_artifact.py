@@ -121,3 +121,23 @@ def test_after_a_new_commit_people_are_asked_again(
     with django_capture_on_commit_callbacks(execute=True):
         tasks.sweep()
     assert sorted(m.to[0] for m in mailoutbox) == ["erin@example.com", "paul@example.com"]
+
+
+def test_editing_the_commit_in_the_release_admin_lapses_sign_offs_too(signed, rita):
+    from django.test import Client
+    from django.urls import reverse
+
+    from .test_admin import form_data
+
+    client = Client()
+    client.force_login(rita)
+    url = reverse("admin:releases_release_change", args=[signed.pk])
+    data = form_data(client.get(url))
+    data["commit_sha"] = NEW
+    response = client.post(url, data)
+    assert response.status_code == 302, response.context["errors"] if response.context else ""
+    signed.refresh_from_db()
+    assert signed.commit_sha == NEW
+    assert SignOff.objects.standing().count() == 0
+    lapsed = signed.events.get(verb=EventVerb.SIGNOFFS_LAPSED)
+    assert lapsed.actor_name == "rita"

@@ -179,3 +179,33 @@ def test_a_user_without_groups_is_never_asked(running, mailoutbox, sweep):
     UserFactory(username="nobody")
     sweep()
     assert "nobody@example.com" not in recipients(mailoutbox)
+
+
+def test_a_request_due_later_waits_for_the_persons_next_period(
+    settings, plan, groups, service, production, erin, mailoutbox, sweep
+):
+    settings.SIGNOFF_REMINDER_HOURS = 4
+    add_rule(plan, None, [groups[EM]])
+    with time_machine.travel(T0, tick=False) as clock:
+        first = make_release(service=service, environment=production, plan=plan)
+        sweep()
+        clock.shift(timedelta(hours=2))
+        second = make_release(service=service, environment=production, plan=plan)
+        sweep()
+        assert len(mailoutbox) == 2  # the two requests
+        mailoutbox.clear()
+
+        clock.shift(timedelta(hours=2))  # the first request is due; the second is not yet
+        sweep()
+        assert [m.subject for m in mailoutbox] == ["Reminder: 1 sign-off waiting for you"]
+        assert f"/releases/{first.pk}/signoff/" in mailoutbox[0].body
+        mailoutbox.clear()
+
+        clock.shift(timedelta(hours=2))  # the second is due, but Erin was reminded 2 h ago
+        sweep()
+        assert mailoutbox == []
+
+        clock.shift(timedelta(hours=2))
+        sweep()
+        assert [m.subject for m in mailoutbox] == ["Reminder: 2 sign-offs waiting for you"]
+        assert f"/releases/{second.pk}/signoff/" in mailoutbox[0].body

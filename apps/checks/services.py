@@ -423,8 +423,10 @@ def evaluate_releases(
         run.finished_at = timezone.now()
         outcomes.append(outcome)
     with transaction.atomic():
-        CheckResult.objects.bulk_create(results, batch_size=1000)
-        CheckRun.objects.bulk_update([o.run for o in outcomes], ["verdict", "finished_at"], 500)
+        # No batch size: one statement each on PostgreSQL whatever the number of releases
+        # (SQLite splits by its limit on bound variables).
+        CheckResult.objects.bulk_create(results)
+        CheckRun.objects.bulk_update([o.run for o in outcomes], ["verdict", "finished_at"])
     return outcomes
 
 

@@ -136,3 +136,67 @@ def test_traffic_soak_without_traffic_says_so(clock, production, error_rate):
     push(release, error_rate, [0.01], end=START + timedelta(minutes=1), count=60, per_minute=1)
     clock.shift(timedelta(minutes=1))
     assert metric_blockers(release) == []
+
+
+def test_traffic_soak_counted_by_a_prometheus_query(clock, production, service):
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import parse_qs, urlparse
+
+    from apps.checks.choices import SourceKind
+    from apps.checks.models import MetricSource
+
+    asked: list[str] = []
+    served = {"value": "400"}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            query = parse_qs(urlparse(self.path).query)
+            asked.append(query["query"][0])
+            body = json.dumps(
+                {
+                    "status": "success",
+                    "data": {
+                        "resultType": "vector",
+                        "result": [{"metric": {}, "value": [query["time"][0], served["value"]]}],
+                    },
+                }
+            ).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        requests = MetricDefinition.objects.create(
+            key="requests", name="Requests", kind=MetricKind.COUNTER, counts_traffic=True
+        )
+        MetricSource.objects.create(
+            metric=requests,
+            service=service,
+            kind=SourceKind.PROMETHEUS,
+            base_url=f"http://127.0.0.1:{server.server_address[1]}",
+            query='sum(increase(http_requests_total{version="{version}"}[{soak}]))',
+        )
+        plan = PlanFactory(slug="prom-traffic", stages=[("canary", 5, timedelta(0), False)])
+        plan.stages.update(min_requests=1000)
+        release = make_release(service=service, plan=plan, environment=production, version="7.0")
+        transitions.start(release, actor=SYSTEM)
+        clock.shift(timedelta(minutes=20))
+
+        assert metric_blockers(release) == [
+            "Stage canary has served 400 of 1,000 requests; at the current rate it may advance "
+            "in about 30m (around 2026-11-02 09:50 UTC)."
+        ]
+        assert asked[-1] == 'sum(increase(http_requests_total{version="7.0"}[1200s]))'
+        served["value"] = "1000"
+        assert metric_blockers(release) == []
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -99,15 +99,17 @@ class ReleaseChecksView(APIView):
                     url=data["url"],
                 )
             else:
-                item = ChecklistItem.objects.filter(pk=data["item"], checklist__release=release)
-                if not item.exists():
+                item = ChecklistItem.objects.filter(
+                    pk=data["item"], checklist__release=release
+                ).first()
+                if item is None:
                     return Response(
                         {"item": [f"Release {release.pk} has no checklist item {data['item']}."]},
                         status=status.HTTP_400_BAD_REQUEST,
                     )
                 changes = [
                     set_item_state(
-                        item.get(),
+                        item,
                         done=data["passed"],
                         actor=actor,
                         comment=data["detail"],

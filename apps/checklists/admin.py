@@ -290,13 +290,20 @@ class ChecklistItemInline(admin.TabularInline):
         return _who_when(obj, obj.changed_at)
 
 
-def _mark_done_message(result: Any, actor: Actor) -> str:
+def _mark_done(model_admin: admin.ModelAdmin, request: HttpRequest, items: QuerySet) -> None:
+    """The bulk "mark done" of both changelists: tick, as the user, and say what happened."""
+    actor = Actor.for_user(request.user)
+    try:
+        result = mark_done(items, actor=actor, comment="Marked done in bulk.")
+    except ChecklistError as exc:
+        model_admin.message_user(request, exc.message, messages.ERROR)
+        return
     text = f"Marked {result.done} item(s) done as {actor.name}."
     if result.already_done:
         text += f" {result.already_done} were already done."
     if result.not_open:
         text += f" {result.not_open} belong to checklists that open when the release completes."
-    return text
+    model_admin.message_user(request, text, messages.SUCCESS)
 
 
 @admin.register(Checklist)
@@ -387,14 +394,7 @@ class ChecklistAdmin(admin.ModelAdmin):
         description="Mark every open item of the selected checklists done", permissions=["tick"]
     )
     def mark_done_action(self, request: HttpRequest, queryset: QuerySet[Checklist]) -> None:
-        actor = Actor.for_user(request.user)
-        items = ChecklistItem.objects.filter(checklist__in=queryset.values("pk"))
-        try:
-            result = mark_done(items, actor=actor, comment="Marked done in bulk.")
-        except ChecklistError as exc:
-            self.message_user(request, exc.message, messages.ERROR)
-            return
-        self.message_user(request, _mark_done_message(result, actor), messages.SUCCESS)
+        _mark_done(self, request, ChecklistItem.objects.filter(checklist__in=queryset.values("pk")))
 
 
 class ItemChangeInline(admin.TabularInline):
@@ -488,10 +488,4 @@ class ChecklistItemAdmin(admin.ModelAdmin):
 
     @admin.action(description="Mark the selected items done", permissions=["tick"])
     def mark_done_action(self, request: HttpRequest, queryset: QuerySet[ChecklistItem]) -> None:
-        actor = Actor.for_user(request.user)
-        try:
-            result = mark_done(queryset, actor=actor, comment="Marked done in bulk.")
-        except ChecklistError as exc:
-            self.message_user(request, exc.message, messages.ERROR)
-            return
-        self.message_user(request, _mark_done_message(result, actor), messages.SUCCESS)
+        _mark_done(self, request, queryset)

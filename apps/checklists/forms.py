@@ -125,14 +125,14 @@ class ImportPreviewForm(forms.Form):
         chosen = [c for c in range(len(self.parsed.checklists)) if cleaned.get(f"c{c}-include")]
         if not chosen:
             raise forms.ValidationError("Choose at least one checklist to import.")
-        names: dict[str, int] = {}
+        names: set[str] = set()
         for c in chosen:
             name = (cleaned.get(f"c{c}-name") or "").strip()
             if not name:
                 self.add_error(f"c{c}-name", "Give the checklist a name.")
             elif name in names:
                 self.add_error(f"c{c}-name", "Two chosen checklists have this name.")
-            names[name] = c
+            names.add(name)
         return cleaned
 
     def chosen(self) -> list[DetectedChecklist]:

@@ -10,7 +10,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
-from django.db.models import Count, Q
+from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from apps.core.actors import Actor, ActorKind
@@ -183,15 +184,26 @@ class ActorStamp(models.Model):
         self.actor_token_id = actor.token_id
 
 
+def _item_count(**filters: Any) -> Coalesce:
+    # A correlated subquery rather than Count("items"): a join added later (an admin search
+    # across items) would multiply a joined count.
+    items = (
+        ChecklistItem.objects.filter(checklist=OuterRef("pk"), **filters)
+        .order_by()
+        .values("checklist")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return Coalesce(Subquery(items), 0)
+
+
 class ChecklistQuerySet(models.QuerySet):
     def with_progress(self) -> ChecklistQuerySet:
         """Counts in the same query: items, done items, and required items still open."""
         return self.annotate(
-            item_total=Count("items"),
-            item_done=Count("items", filter=Q(items__state=ItemState.DONE)),
-            required_open=Count(
-                "items", filter=Q(items__state=ItemState.OPEN, items__required=True)
-            ),
+            item_total=_item_count(),
+            item_done=_item_count(state=ItemState.DONE),
+            required_open=_item_count(state=ItemState.OPEN, required=True),
         )
 
 
@@ -270,10 +282,6 @@ class ChecklistItem(ActorStamp):
         return self.text
 
     @property
-    def is_automated(self) -> bool:
-        return bool(self.key)
-
-    @property
     def is_done(self) -> bool:
         return self.state == ItemState.DONE
 
@@ -294,10 +302,6 @@ class ChecklistItemChange(ActorStamp):
 
     def __str__(self) -> str:
         return f"{self.get_state_display()} by {self.actor_name}"
-
-    @property
-    def changed(self) -> bool:
-        return self.state != self.previous_state
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         if self.pk is not None and not kwargs.get("force_insert"):

@@ -410,7 +410,6 @@ def import_runbook(
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ValidationError(f"Two checklists would be named {', '.join(map(repr, duplicates))}.")
-    for checklist in checklists:
-        validate_checklist(checklist)
+    # One transaction: a checklist refused by save_template_version undoes those saved before it.
     with transaction.atomic():
         return [save_template_version(c, actor=actor, source=parsed.source) for c in checklists]

@@ -110,6 +110,11 @@ def test_checklists_filter_by_kind_and_completeness(rita, plan, service, product
         (partial.pk, "Twelve steps")
     ]
     assert names(completeness="waiting") == [(complete.pk, "Later"), (partial.pk, "Later")]
+    searched = client.get(CHECKLISTS, {"q": "Step 1"}).context["cl"].result_list
+    assert sorted((c.release_id, c.item_done, c.item_total) for c in searched) == [
+        (complete.pk, 12, 12),
+        (partial.pk, 3, 12),
+    ]  # a search across items neither duplicates rows nor skews the counts
     assert names(kind__exact="stage_exit") == [
         (complete.pk, "Canary exit"),
         (partial.pk, "Canary exit"),

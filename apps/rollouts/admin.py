@@ -307,7 +307,6 @@ class ReleaseAdmin(admin.ModelAdmin):
             if "commit_sha" in changed and obj.commit_sha and live:
                 # A new artifact: the sign-offs given on the old one lapse (apps.signoffs).
                 change_commit(obj, commit_sha=obj.commit_sha, actor=actor)
-                changed.remove("commit_sha")
             if not changed:
                 return
             # Only the edited columns: a full save could write back a status that a transition

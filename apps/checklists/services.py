@@ -31,13 +31,8 @@ from .runbook import DetectedChecklist, ParsedRunbook
 
 TICK_PERM = "checklists.tick_checklistitem"
 
-# The order a release's checklists are listed in: the order they are met.
-KIND_ORDER = {
-    ChecklistKind.PRE_DEPLOYMENT: 0,
-    ChecklistKind.STAGE_EXIT: 1,
-    ChecklistKind.POST_DEPLOYMENT: 2,
-    ChecklistKind.PERIODIC_REVIEW: 3,
-}
+# A release's checklists are listed in the order they are met, which is the kinds' order.
+KIND_ORDER = {kind: position for position, kind in enumerate(ChecklistKind)}
 
 
 class ChecklistError(Exception):

@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 
 from apps.api.models import ApiToken
 from apps.core.actors import Actor
-from apps.releases.roles import APPROVERS, RELEASE_MANAGERS, VIEWERS
+from apps.releases.roles import APPROVERS, RELEASE_MANAGERS, VIEWERS, ensure_roles
 from tests.factories import EnvironmentFactory, ServiceFactory, UserFactory
 
 # In CI every real service must be there: a missing one fails the run instead of skipping.
@@ -81,6 +81,8 @@ def postgres(settings: object) -> None:
 def _user_in(username: str, group: str):
     # Everyone with a role may open the admin; what they see there is their group's permissions.
     user = UserFactory(username=username, is_staff=True)
+    if not Group.objects.filter(name=group).exists():
+        ensure_roles()  # a transactional test before this one flushed the migration's groups
     user.groups.add(Group.objects.get(name=group))
     return user
 

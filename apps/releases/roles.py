@@ -57,6 +57,22 @@ ROLE_PERMISSIONS[RELEASE_MANAGERS].append("checklists.tick_checklistitem")
 ROLE_PERMISSIONS[APPROVERS] += CHECKLISTS_VIEW + ["checklists.tick_checklistitem"]
 ROLE_PERMISSIONS[VIEWERS] += CHECKLISTS_VIEW
 
+# Sign-offs and freeze windows (apps/signoffs, granted by its 0002_roles migration): everyone
+# reads them, release managers keep the rules and freeze windows. Signing itself is allowed by
+# membership of a rule's groups, not by a permission.
+SIGNOFFS_VIEW = [
+    f"signoffs.view_{model}"
+    for model in ("signoffrule", "releasesignoffrule", "signoff", "signoffrequest", "freezewindow")
+]
+SIGNOFFS_MANAGE = [
+    f"signoffs.{verb}_{model}"
+    for model in ("signoffrule", "freezewindow")
+    for verb in ("add", "change", "delete")
+]
+ROLE_PERMISSIONS[RELEASE_MANAGERS] += SIGNOFFS_VIEW + SIGNOFFS_MANAGE
+ROLE_PERMISSIONS[APPROVERS] += SIGNOFFS_VIEW
+ROLE_PERMISSIONS[VIEWERS] += SIGNOFFS_VIEW
+
 # Metric checks (apps/checks, granted by its 0003_roles migration): everyone reads criteria and
 # check runs; release managers keep metrics, sources (SQL ones: superusers only, in the admin)
 # and criteria. Samples come from CI tokens; people push them only with checks.add_sample.
@@ -81,18 +97,55 @@ ROLE_PERMISSIONS[RELEASE_MANAGERS] += CHECKS_VIEW + CHECKS_MANAGE
 ROLE_PERMISSIONS[APPROVERS] += CHECKS_VIEW
 ROLE_PERMISSIONS[VIEWERS] += CHECKS_VIEW
 
-# Sign-offs and freeze windows (apps/signoffs, granted by its 0002_roles migration): everyone
-# reads them, release managers keep the rules and freeze windows. Signing itself is allowed by
-# membership of a rule's groups, not by a permission.
-SIGNOFFS_VIEW = [
-    f"signoffs.view_{model}"
-    for model in ("signoffrule", "releasesignoffrule", "signoff", "signoffrequest", "freezewindow")
+# Incidents and on-call (apps/incidents, granted by its 0002_roles migration): everyone reads
+# incidents, contacts, rotations and policies; release managers keep contacts, rotations,
+# policies and service routing, open incidents and re-send deliveries; managers and approvers
+# respond (acknowledge, mitigate, resolve, reopen). A person paged for an incident may respond to
+# it without the permission.
+INCIDENTS_VIEW = [
+    f"incidents.view_{model}"
+    for model in (
+        "incident",
+        "incidentevent",
+        "contact",
+        "oncallrotation",
+        "rotationmember",
+        "rotationoverride",
+        "escalationpolicy",
+        "escalationlevel",
+        "incidentrouting",
+        "notificationdelivery",
+    )
 ]
-SIGNOFFS_MANAGE = [
-    f"signoffs.{verb}_{model}"
-    for model in ("signoffrule", "freezewindow")
+INCIDENTS_MANAGE = [
+    f"incidents.{verb}_{model}"
+    for model in (
+        "contact",
+        "oncallrotation",
+        "rotationmember",
+        "rotationoverride",
+        "escalationpolicy",
+        "escalationlevel",
+        "incidentrouting",
+    )
     for verb in ("add", "change", "delete")
-]
-ROLE_PERMISSIONS[RELEASE_MANAGERS] += SIGNOFFS_VIEW + SIGNOFFS_MANAGE
-ROLE_PERMISSIONS[APPROVERS] += SIGNOFFS_VIEW
-ROLE_PERMISSIONS[VIEWERS] += SIGNOFFS_VIEW
+] + ["incidents.add_incident", "incidents.change_incident", "incidents.change_notificationdelivery"]
+ROLE_PERMISSIONS[RELEASE_MANAGERS] += INCIDENTS_VIEW + INCIDENTS_MANAGE
+ROLE_PERMISSIONS[RELEASE_MANAGERS].append("incidents.respond_incident")
+ROLE_PERMISSIONS[APPROVERS] += INCIDENTS_VIEW + ["incidents.respond_incident"]
+ROLE_PERMISSIONS[VIEWERS] += INCIDENTS_VIEW
+
+
+def ensure_roles() -> None:
+    """Create the role groups with their permissions if they are missing (e.g. after a flush)."""
+    from django.contrib.auth.models import Group, Permission
+
+    for group_name, perms in ROLE_PERMISSIONS.items():
+        group, _ = Group.objects.get_or_create(name=group_name)
+        wanted = []
+        for perm in perms:
+            app_label, codename = perm.split(".")
+            wanted.append(
+                Permission.objects.get(content_type__app_label=app_label, codename=codename)
+            )
+        group.permissions.add(*wanted)

@@ -21,7 +21,9 @@ def test_health_ok():
 
 
 @pytest.mark.django_db
-def test_health_reports_the_broker_down_but_stays_up():
+def test_health_reports_the_broker_down_but_stays_up(monkeypatch):
+    # Celery prefers the environment's CELERY_BROKER_URL (set in CI) over conf.broker_url.
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:1/0")
     previous = celery_app.conf.broker_url
     celery_app.conf.broker_url = "redis://127.0.0.1:1/0"  # nothing listens on port 1
     try:

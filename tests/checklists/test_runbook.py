@@ -10,7 +10,8 @@ from apps.checklists import runbook
 from apps.checklists.choices import ChecklistKind
 from apps.checklists.runbook import RunbookError, clean_heading, guess_key, parse
 
-RUNBOOKS = Path(__file__).resolve().parents[3] / "shared" / "runbooks"
+# Copies of ../shared/runbooks, so the tests run from any clone.
+RUNBOOKS = Path(__file__).resolve().parents[1] / "fixtures" / "runbooks"
 AI_ORCHESTRA = RUNBOOKS / "ai-orchestra-rollout-guide.md"
 DCI = RUNBOOKS / "dci-orchestrator-deployment-guide.md"
 

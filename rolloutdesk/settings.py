@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "apps.checks",
     "apps.checklists",
     "apps.signoffs",
+    "apps.incidents",
     "apps.rollouts",
     "apps.api",
     "apps.demo",
@@ -137,6 +138,9 @@ LOGIN_URL = "admin:login"
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="rolloutdesk <rolloutdesk@localhost>")
+# Seconds an SMTP connection may hang before the send fails (and is retried): a mail server
+# that is down must not hold a worker forever.
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000")
 
 # --- Celery --------------------------------------------------------------------------------
@@ -182,6 +186,16 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"expires": 55},
     },
+    "incidents-escalate": {
+        "task": "apps.incidents.tasks.escalate",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
+    "incidents-retry-deliveries": {
+        "task": "apps.incidents.tasks.retry_deliveries",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
 }
 
 # --- metric checks -------------------------------------------------------------------------
@@ -199,6 +213,18 @@ CHECKS_SQL_DATABASES = {
 # --- sign-offs -----------------------------------------------------------------------------
 # A person asked to sign and not yet signed is reminded at most once per this many hours.
 SIGNOFF_REMINDER_HOURS = env.int("SIGNOFF_REMINDER_HOURS", default=24)
+
+# --- incidents -----------------------------------------------------------------------------
+# The severity of an incident opened by a critical metric breach (sev1 … sev4).
+INCIDENTS_BREACH_SEVERITY = env("INCIDENTS_BREACH_SEVERITY", default="sev2")
+# The Alertmanager label naming the service (a receiver may override it: ?service_label=app).
+INCIDENTS_ALERTMANAGER_SERVICE_LABEL = env(
+    "INCIDENTS_ALERTMANAGER_SERVICE_LABEL", default="service"
+)
+# Seconds an outgoing webhook (Slack-compatible) may take before the post counts as failed.
+INCIDENTS_WEBHOOK_TIMEOUT = env.float("INCIDENTS_WEBHOOK_TIMEOUT", default=5.0)
+# Attempts per notification before it stays failed for a person to re-send from the admin.
+INCIDENTS_DELIVERY_MAX_ATTEMPTS = env.int("INCIDENTS_DELIVERY_MAX_ATTEMPTS", default=10)
 
 # --- REST framework ------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -13,4 +13,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("apps.api.urls")),
     path("", include("apps.signoffs.urls")),
+    path("", include("apps.incidents.urls")),
 ]

@@ -4,7 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from . import views, views_checks, views_signoffs
+from . import views, views_checks, views_incidents, views_signoffs
 
 router = DefaultRouter()
 router.register("services", views.ServiceViewSet, basename="service")
@@ -30,6 +30,25 @@ urlpatterns = [
         "releases/<int:pk>/checks/latest/",
         views_checks.LatestChecksView.as_view(),
         name="release-checks-latest",
+    ),
+    path("incidents/", views_incidents.IncidentListView.as_view(), name="incident-list"),
+    path(
+        "incidents/<int:pk>/", views_incidents.IncidentDetailView.as_view(), name="incident-detail"
+    ),
+    path(
+        "incidents/<int:pk>/acknowledge/",
+        views_incidents.IncidentActionView.as_view(action_name="acknowledge"),
+        name="incident-acknowledge",
+    ),
+    path(
+        "incidents/<int:pk>/resolve/",
+        views_incidents.IncidentActionView.as_view(action_name="resolve"),
+        name="incident-resolve",
+    ),
+    path(
+        "hooks/alertmanager/",
+        views_incidents.AlertmanagerHookView.as_view(),
+        name="hook-alertmanager",
     ),
     path("", include(router.urls)),
 ]

@@ -20,6 +20,7 @@ from apps.checks import services as checks
 from apps.checks.choices import CriticalAction, RunTrigger, Verdict, WarningAction
 from apps.checks.models import CheckResult
 from apps.core.actors import Actor
+from apps.incidents import lifecycle as incidents
 from apps.releases.choices import ReleaseStatus
 from apps.releases.models import Release
 
@@ -68,11 +69,27 @@ def describe(result: CheckResult) -> str:
     return f"Metric check failed: {text}."
 
 
+def open_breach_incident(release: Release, result: CheckResult) -> None:
+    """A critical breach opens the incident of its release and criterion, or adds to it."""
+    try:
+        incidents.open_or_update_for_breach(
+            release,
+            criterion_id=result.criterion_id,
+            criterion_label=result.label,
+            detail=describe(result),
+            episode=result.episode,
+        )
+    except Exception:  # the breach's own action (pause, roll back) must not wait on the incident
+        logger.exception("Could not open the incident for release %s's breach", release.pk)
+
+
 def act(outcome: checks.Outcome, report: AnalysisReport) -> None:
     """Pause, roll back or notify for one release's results."""
     release = outcome.release
     live = [r for r in outcome.results if not r.dry_run and r.criterion is not None]
     failing = [r for r in live if r.verdict == Verdict.FAIL]
+    for result in failing:
+        open_breach_incident(release, result)
     actor = Actor.system(ACTOR_NAME)
     for action, verb, done in (
         (CriticalAction.ROLLBACK, transitions.rollback, report.rolled_back),

@@ -20,6 +20,7 @@ from apps.releases.models import Release, Stage
 
 from .blockers import Blocker
 from .gate_checklists import check_checklists
+from .gate_incidents import check_incidents
 from .gate_metrics import check_metrics, check_traffic
 from .gate_signoffs import check_freeze, check_signoffs
 
@@ -94,6 +95,7 @@ CHECKS: list[Check] = [
     check_freeze,
     check_metrics,
     check_traffic,
+    check_incidents,
 ]
 
 

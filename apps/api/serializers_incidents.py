@@ -1,0 +1,89 @@
+"""API representations of incidents and their timeline, and the input the endpoints accept."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from apps.incidents.choices import Severity
+from apps.incidents.models import Incident, IncidentEvent
+from apps.releases.models import Release, Service
+
+
+class IncidentEventSerializer(serializers.ModelSerializer):
+    actor = serializers.CharField(source="actor_name")
+    summary = serializers.CharField()
+
+    class Meta:
+        model = IncidentEvent
+        fields = ["id", "created_at", "verb", "summary", "actor", "reason", "data"]
+
+
+class IncidentSerializer(serializers.ModelSerializer):
+    service = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    release = serializers.PrimaryKeyRelatedField(read_only=True)
+    policy = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    time_to_acknowledge_seconds = serializers.SerializerMethodField()
+    time_to_resolve_seconds = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Incident
+        fields = [
+            "id",
+            "title",
+            "description",
+            "severity",
+            "status",
+            "source",
+            "service",
+            "release",
+            "fingerprint",
+            "link",
+            "policy",
+            "trigger_count",
+            "escalation_step",
+            "opened_at",
+            "acknowledged_at",
+            "mitigated_at",
+            "resolved_at",
+            "time_to_acknowledge_seconds",
+            "time_to_resolve_seconds",
+        ]
+
+    def get_time_to_acknowledge_seconds(self, obj: Incident) -> int | None:
+        value = obj.time_to_acknowledge
+        return None if value is None else int(value.total_seconds())
+
+    def get_time_to_resolve_seconds(self, obj: Incident) -> int | None:
+        value = obj.time_to_resolve
+        return None if value is None else int(value.total_seconds())
+
+
+class IncidentDetailSerializer(IncidentSerializer):
+    timeline = IncidentEventSerializer(many=True, read_only=True, source="ordered_events")
+
+    class Meta(IncidentSerializer.Meta):
+        fields = [*IncidentSerializer.Meta.fields, "labels", "timeline"]
+
+
+class IncidentCreateSerializer(serializers.Serializer):
+    """Open an incident by hand (or from a deploy script)."""
+
+    service = serializers.SlugRelatedField(slug_field="slug", queryset=Service.objects.all())
+    title = serializers.CharField(max_length=200)
+    severity = serializers.ChoiceField(choices=Severity.choices, default=Severity.SEV3)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    release = serializers.PrimaryKeyRelatedField(
+        queryset=Release.objects.all(), required=False, allow_null=True, default=None
+    )
+
+    def validate(self, attrs: dict) -> dict:
+        release = attrs.get("release")
+        if release is not None and release.service_id != attrs["service"].pk:
+            raise serializers.ValidationError(
+                {"release": f"Release {release.pk} is not a release of {attrs['service'].slug!r}."}
+            )
+        return attrs
+
+
+class IncidentActionSerializer(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=4000)

@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class IncidentsConfig(AppConfig):
+    """Incidents with their timeline, escalation, on-call rotations and notifications."""
+
+    name = "apps.incidents"
+    label = "incidents"
+    verbose_name = "Incidents and on-call"

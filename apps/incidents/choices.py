@@ -1,0 +1,98 @@
+"""Incident values: every allowed severity, status, source, verb and delivery state in one place."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class Severity(models.TextChoices):
+    # Ordered most severe first: "at or above SEV2" means SEV1 or SEV2.
+    SEV1 = "sev1", "SEV1 (critical)"
+    SEV2 = "sev2", "SEV2 (high)"
+    SEV3 = "sev3", "SEV3 (moderate)"
+    SEV4 = "sev4", "SEV4 (info)"
+
+    @classmethod
+    def rank(cls, value: str) -> int:
+        """1 for SEV1 … 4 for SEV4: lower is more severe."""
+        return int(value[-1])
+
+    @classmethod
+    def at_or_above(cls, value: str) -> list[str]:
+        """The severities as severe as `value` or more."""
+        return [s for s in cls.values if cls.rank(s) <= cls.rank(value)]
+
+    @classmethod
+    def short(cls, value: str) -> str:
+        return value.upper()
+
+
+# Severities whose open incidents hold the other rollouts of their service.
+BLOCKING_SEVERITIES = [Severity.SEV1, Severity.SEV2]
+
+
+class IncidentStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    ACKNOWLEDGED = "acknowledged", "Acknowledged"
+    MITIGATED = "mitigated", "Mitigated"
+    RESOLVED = "resolved", "Resolved"
+
+    @classmethod
+    def unresolved(cls) -> list[str]:
+        return [cls.OPEN, cls.ACKNOWLEDGED, cls.MITIGATED]
+
+
+class IncidentSource(models.TextChoices):
+    MANUAL = "manual", "Opened by hand"
+    BREACH = "breach", "Metric criterion breach"
+    ALERTMANAGER = "alertmanager", "Alertmanager"
+
+
+class EscalateWhile(models.TextChoices):
+    UNACKNOWLEDGED = "unacknowledged", "Until someone acknowledges (as PagerDuty)"
+    UNRESOLVED = "unresolved", "Until the incident is resolved"
+
+
+class IncidentVerb(models.TextChoices):
+    OPENED = "opened", "Opened"
+    TRIGGERED_AGAIN = "triggered_again", "Triggered again"
+    ACKNOWLEDGED = "acknowledged", "Acknowledged"
+    MITIGATED = "mitigated", "Mitigated"
+    RESOLVED = "resolved", "Resolved"
+    REOPENED = "reopened", "Reopened"
+    UPDATED = "updated", "Updated"
+    ESCALATED = "escalated", "Escalated"
+    NOTIFIED = "notified", "Notification sent"
+    NOTIFICATION_FAILED = "notification_failed", "Notification failed"
+
+
+# Timeline entries also posted to the service's webhook.
+ANNOUNCED_VERBS = [
+    IncidentVerb.OPENED,
+    IncidentVerb.ACKNOWLEDGED,
+    IncidentVerb.MITIGATED,
+    IncidentVerb.RESOLVED,
+    IncidentVerb.REOPENED,
+    IncidentVerb.ESCALATED,
+]
+
+
+class Channel(models.TextChoices):
+    EMAIL = "email", "Email"
+    WEBHOOK = "webhook", "Webhook (Slack-compatible)"
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"
+
+
+class Weekday(models.IntegerChoices):
+    MONDAY = 0, "Monday"
+    TUESDAY = 1, "Tuesday"
+    WEDNESDAY = 2, "Wednesday"
+    THURSDAY = 3, "Thursday"
+    FRIDAY = 4, "Friday"
+    SATURDAY = 5, "Saturday"
+    SUNDAY = 6, "Sunday"

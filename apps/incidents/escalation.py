@@ -1,0 +1,132 @@
+"""Escalation: page each level of an incident's policy once, when the incident's age reaches it.
+
+An incident counts the rows of its policy's timetable already paged (`escalation_step`). Paging
+moves that count forward with one conditional UPDATE (`WHERE escalation_step = <what we read>`
+and the status still escalates); only the worker whose UPDATE matched pages, inside the same
+transaction. A second tick running at the same moment matches nothing and pages nobody, and
+each page also has a unique idempotency key (incident, level, person, repeat round).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import Prefetch, Q
+from django.utils import timezone
+
+from apps.core.actors import Actor
+
+from . import notify
+from .choices import EscalateWhile, IncidentStatus, IncidentVerb
+from .models import EscalationStep, Incident, IncidentEvent, RotationOverride
+
+logger = logging.getLogger(__name__)
+
+ACTOR = Actor.system("escalation")
+
+
+@dataclass
+class EscalationReport:
+    """What one escalation tick looked at and did."""
+
+    examined: int = 0
+    escalated: list[int] = field(default_factory=list)
+    pages: int = 0
+    raced: int = 0
+
+
+def policy_prefetches(prefix: str, now: datetime) -> list[str | Prefetch]:
+    """What paging needs of a policy (levels, contacts, rotations, current overrides)."""
+    return [
+        f"{prefix}levels__contacts",
+        f"{prefix}levels__rotation__members__contact",
+        Prefetch(
+            f"{prefix}levels__rotation__overrides",
+            queryset=RotationOverride.objects.filter(ends_at__gt=now).select_related("contact"),
+        ),
+    ]
+
+
+def escalating_statuses(incident: Incident) -> list[str]:
+    if incident.policy is None:
+        return []
+    if incident.policy.escalate_while == EscalateWhile.UNRESOLVED:
+        return IncidentStatus.unresolved()
+    return [IncidentStatus.OPEN]
+
+
+def due_steps(incident: Incident, now: datetime) -> list[EscalationStep]:
+    """The timetable rows due by `now` and not paged yet (none once the status stops it)."""
+    if incident.status not in escalating_statuses(incident):
+        return []
+    elapsed = now - incident.escalation_started_at
+    return [
+        step
+        for step in incident.policy.steps()
+        if step.number > incident.escalation_step and step.due_after <= elapsed
+    ]
+
+
+def escalate(incident: Incident, now: datetime) -> int | None:
+    """Page every row now due, once; returns the pages made, None when another worker won."""
+    steps = due_steps(incident, now)
+    if not steps:
+        return 0
+    with transaction.atomic():
+        claimed = Incident.objects.filter(
+            pk=incident.pk,
+            escalation_step=incident.escalation_step,
+            reopen_count=incident.reopen_count,
+            status__in=escalating_statuses(incident),
+        ).update(escalation_step=steps[-1].number)
+        if not claimed:
+            return None
+        incident.escalation_step = steps[-1].number
+        return sum(_page(incident, step, now) for step in steps)
+
+
+def _page(incident: Incident, step: EscalationStep, now: datetime) -> int:
+    level = step.level
+    if not level.applies_to(incident.severity):
+        return 0  # e.g. "Level 4: CTO, critical incidents only" for a SEV3
+    people = level.people_at(now)
+    data = {
+        "level": level.position,
+        "round": step.round,
+        "after_minutes": int(step.due_after.total_seconds() // 60),
+        "paged": [person.name for person in people],
+    }
+    if level.rotation is not None:
+        data["rotation"] = level.rotation.name
+    event = IncidentEvent.record(incident, IncidentVerb.ESCALATED, ACTOR, data=data)
+    deliveries = notify.page(incident, step, people, event)
+    notify.announce(event)
+    return len(deliveries)
+
+
+def escalate_due(now: datetime | None = None) -> EscalationReport:
+    """The tick: move every escalating incident to the level its age reaches."""
+    now = now or timezone.now()
+    report = EscalationReport()
+    candidates = (
+        Incident.objects.unresolved()
+        .filter(policy__isnull=False)
+        .filter(Q(status=IncidentStatus.OPEN) | Q(policy__escalate_while=EscalateWhile.UNRESOLVED))
+        .select_related("service", "policy")
+        .prefetch_related(*policy_prefetches("policy__", now))
+        .order_by("opened_at", "pk")
+    )
+    for incident in candidates:
+        report.examined += 1
+        before = incident.escalation_step
+        pages = escalate(incident, now)
+        if pages is None:
+            report.raced += 1
+            logger.info("Escalation of incident %s was done by another worker", incident.pk)
+        elif incident.escalation_step != before:
+            report.escalated.append(incident.pk)
+            report.pages += pages
+    return report

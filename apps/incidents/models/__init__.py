@@ -1,0 +1,31 @@
+"""Incidents and their timeline, who is on call and how they are paged, and every delivery."""
+
+from .deliveries import NotificationDelivery
+from .incidents import Incident, IncidentEvent, IncidentQuerySet
+from .oncall import (
+    Contact,
+    EscalationLevel,
+    EscalationPolicy,
+    EscalationStep,
+    Handoff,
+    IncidentRouting,
+    OnCallRotation,
+    RotationMember,
+    RotationOverride,
+)
+
+__all__ = [
+    "Contact",
+    "EscalationLevel",
+    "EscalationPolicy",
+    "EscalationStep",
+    "Handoff",
+    "Incident",
+    "IncidentEvent",
+    "IncidentQuerySet",
+    "IncidentRouting",
+    "NotificationDelivery",
+    "OnCallRotation",
+    "RotationMember",
+    "RotationOverride",
+]

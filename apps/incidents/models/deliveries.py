@@ -1,0 +1,81 @@
+"""Every notification rolloutdesk sends about an incident, on any channel, as a row people see."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from ..choices import Channel, DeliveryStatus
+from .incidents import Incident, IncidentEvent
+from .oncall import Contact
+
+
+class DeliveryQuerySet(models.QuerySet):
+    def waiting(self) -> DeliveryQuerySet:
+        """Not sent yet and still to be tried (failed ones past their last attempt excluded)."""
+        return self.filter(
+            status__in=[DeliveryStatus.PENDING, DeliveryStatus.FAILED],
+            next_attempt_at__isnull=False,
+        )
+
+
+class NotificationDelivery(models.Model):
+    """One message to one target: a page by email, or a post to the service's webhook.
+
+    The idempotency key names what the message is for (the incident, the level, the person, the
+    repeat round; or the timeline entry a webhook post announces), so however many ticks or
+    workers try, the same page exists once and is sent once.
+    """
+
+    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="deliveries")
+    event = models.ForeignKey(
+        IncidentEvent,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="deliveries",
+        help_text="The timeline entry this message tells of.",
+    )
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    contact = models.ForeignKey(
+        Contact, null=True, blank=True, on_delete=models.SET_NULL, related_name="deliveries"
+    )
+    level = models.PositiveSmallIntegerField(null=True, blank=True, help_text="L1, L2, ...")
+    round = models.PositiveSmallIntegerField(default=0, help_text="0: first pass; 1: 1st repeat.")
+    target = models.CharField(max_length=500, help_text="Email address or webhook URL.")
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    status = models.CharField(
+        max_length=10,
+        choices=DeliveryStatus.choices,
+        default=DeliveryStatus.PENDING,
+        db_index=True,
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    # When it may be tried (again); empty once sent or given up.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # Set while a worker sends it; a claim older than the lease is taken as abandoned.
+    claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    objects = DeliveryQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "notification deliveries"
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=Q(next_attempt_at__isnull=False),
+                name="delivery_due",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_channel_display()} to {self.target} ({self.get_status_display()})"
+
+    @property
+    def gave_up(self) -> bool:
+        return self.status == DeliveryStatus.FAILED and self.next_attempt_at is None

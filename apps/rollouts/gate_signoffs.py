@@ -16,6 +16,7 @@ from django.utils import timezone
 from apps.core.actors import Actor
 from apps.releases.choices import ReleaseStatus
 from apps.releases.models import Release, Stage
+from apps.signoffs import asking
 from apps.signoffs import services as signoffs
 from apps.signoffs.models import SignOffRequest
 
@@ -93,6 +94,6 @@ def request_signoffs_when_ready(now: datetime | None = None) -> int:
         if any(b.kind not in signoffs.SIGNOFF_BLOCKER_KINDS for b in verdict.blockers):
             continue  # soak, checklists, metrics or a freeze still hold the gate: ask later
         blockers = [b.as_dict() for b in verdict.blockers]
-        if signoffs.request_signoffs(release, actor=actor, blockers=blockers, now=now):
+        if asking.request_signoffs(release, actor=actor, blockers=blockers, now=now):
             asked += 1
     return asked

@@ -1,6 +1,7 @@
-"""Sign-off verbs: copy rules to a release, sign, withdraw, lapse on a new artifact, ask, remind.
+"""Sign-off verbs: copy rules to a release, judge a gate, sign, withdraw, lapse on a new artifact.
 
-Every change writes an Event on the release's timeline; emails are queued after commit.
+Every change writes an Event on the release's timeline; emails are queued after commit. Asking
+and reminding live in asking.py.
 """
 
 from __future__ import annotations
@@ -8,14 +9,12 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import F, Q
 from django.utils import timezone
 
 from apps.core.actors import Actor
@@ -26,9 +25,7 @@ from .choices import Decision
 from .models import (
     FreezeWindow,
     ReleaseSignOffRule,
-    SignerReminder,
     SignOff,
-    SignOffRequest,
     SignOffRule,
 )
 from .quorum import Assessment, assess
@@ -190,7 +187,8 @@ def why_cannot_sign(status: GateStatus, user: Any, decision: str) -> str:
     return ""
 
 
-def _locked(release: Release) -> Release:
+def lock_release(release: Release) -> Release:
+    """The release row, locked until the transaction ends: signers and askers queue up."""
     return (
         Release.objects.select_for_update(of=("self",))
         .select_related("service", "environment", "current_stage", "author")
@@ -243,11 +241,11 @@ def sign(
         raise ValidationError({"comment": "A no-go needs a comment saying why."})
     actor = Actor.for_user(user)
     with transaction.atomic():
-        locked = _locked(release)
+        locked = lock_release(release)
         now = now or timezone.now()
         before = gate_status(locked, now=now)
         if before is None:
-            raise ValidationError(_nothing_to_sign(locked))
+            raise ValidationError(nothing_to_sign(locked))
         refusal = why_cannot_sign(before, user, decision)
         if refusal:
             raise SignOffRefused(refusal)
@@ -278,7 +276,7 @@ def sign(
         )
         after = gate_status(locked, now=now)
         decided = _record_decision(before, after, actor)
-        _notify_after_commit([event, decided])
+        _notifyafter_commit([event, decided])
     return signoff
 
 
@@ -286,7 +284,7 @@ def withdraw(release: Release, *, user: Any, now: datetime | None = None) -> Sig
     """Withdraw the person's standing sign-off on the current gate (a no-go stops blocking)."""
     actor = Actor.for_user(user)
     with transaction.atomic():
-        locked = _locked(release)
+        locked = lock_release(release)
         now = now or timezone.now()
         before = gate_status(locked, now=now)
         gate = before.gate if before else current_gate(locked)
@@ -309,11 +307,12 @@ def withdraw(release: Release, *, user: Any, now: datetime | None = None) -> Sig
         decided = None
         if before is not None:
             decided = _record_decision(before, gate_status(locked, now=now), actor)
-        _notify_after_commit([event, decided])
+        _notifyafter_commit([event, decided])
     return signoff
 
 
-def _nothing_to_sign(release: Release) -> str:
+def nothing_to_sign(release: Release) -> str:
+    """Why the release's current gate takes no sign-off."""
     gate = current_gate(release)
     if gate is None:
         return f"The release is {release.get_status_display().lower()}; there is no gate to sign."
@@ -339,7 +338,7 @@ def change_commit(
     if not actor.may_touch_service(release.service_id):
         raise PermissionDenied(f"This token may not act on service {release.service.slug!r}.")
     with transaction.atomic():
-        locked = _locked(release)
+        locked = lock_release(release)
         if locked.status in ReleaseStatus.finished():
             raise ValidationError(
                 {
@@ -396,164 +395,6 @@ def change_commit(
     return locked, lapsing
 
 
-# --- requests and reminders ----------------------------------------------------------------
-
-
-def reminder_period() -> timedelta:
-    return timedelta(hours=getattr(settings, "SIGNOFF_REMINDER_HOURS", 24))
-
-
-def _signers_to_ask(status: GateStatus) -> list[Any]:
-    """Active members of the rule's groups with an email who have not signed this attempt."""
-    signed = {s.signer_id for s in status.assessment.standing}
-    users = (
-        User.objects.filter(is_active=True, groups__in=status.assessment.groups)
-        .exclude(pk__in=signed)
-        .exclude(email="")
-        .distinct()
-        .order_by("pk")
-    )
-    if status.rule.author_may_approve:
-        return list(users)
-    # The author's go would not count: asking them for one would only confuse.
-    return [u for u in users if not is_author(status.release, u)]
-
-
-def request_signoffs(
-    release: Release,
-    *,
-    actor: Actor,
-    early: bool = False,
-    blockers: list[dict[str, str]] | None = None,
-    now: datetime | None = None,
-) -> list[SignOffRequest]:
-    """Ask each member of the gate's groups to sign, once per gate attempt; returns new requests.
-
-    `blockers` is the gate's state to show in the email. Emails go out after commit, each
-    claimed by its request row so that running this twice never sends twice.
-    """
-    with transaction.atomic():
-        locked = _locked(release)
-        now = now or timezone.now()
-        status = gate_status(locked, now=now)
-        if status is None:
-            raise ValidationError(_nothing_to_sign(locked))
-        if status.assessment.quorum_reached:
-            return []
-        asked = set(
-            SignOffRequest.objects.filter(release=locked, gate_key=status.gate.key).values_list(
-                "user_id", flat=True
-            )
-        )
-        users = [u for u in _signers_to_ask(status) if u.pk not in asked]
-        if not users:
-            return []
-        SignOffRequest.objects.bulk_create(
-            [
-                SignOffRequest(
-                    release=locked,
-                    stage=status.gate.stage,
-                    gate_key=status.gate.key,
-                    user=u,
-                    requested_at=now,
-                    requested_by=actor.name,
-                    early=early,
-                    gate_blockers=blockers or [],
-                )
-                for u in users
-            ]
-        )
-        created = list(
-            SignOffRequest.objects.filter(release=locked, gate_key=status.gate.key, user__in=users)
-            .select_related("user")
-            .order_by("pk")
-        )
-        Event.record(
-            locked,
-            EventVerb.SIGNOFFS_REQUESTED,
-            actor,
-            reason="Asked early by a release manager."
-            if early
-            else "The gate's other conditions are met.",
-            stage=status.gate.stage,
-            data={"gate": status.gate.label, "asked": [u.get_username() for u in users]},
-        )
-        _after_commit("send_signoff_request", [(r.pk,) for r in created])
-    return created
-
-
-def claim_request(request_id: int, now: datetime) -> bool:
-    """Take the right to email this request: true for exactly one caller."""
-    return bool(
-        SignOffRequest.objects.filter(pk=request_id, sent_at__isnull=True).update(sent_at=now)
-    )
-
-
-def release_request_claim(request_id: int) -> None:
-    """Give the claim back after a failed send, so a retry may send it."""
-    SignOffRequest.objects.filter(pk=request_id).update(sent_at=None)
-
-
-def pending_for(requests: list[SignOffRequest], now: datetime) -> list[SignOffRequest]:
-    """The requests whose gate is still current, still short of its quorum, and unsigned by
-    the person asked."""
-    statuses: dict[int, GateStatus | None] = {}
-    keep = []
-    for request in requests:
-        release = request.release
-        if release.pk not in statuses:
-            statuses[release.pk] = gate_status(release, now=now)
-        status = statuses[release.pk]
-        if status is None or status.gate.key != request.gate_key:
-            continue
-        if status.assessment.quorum_reached:
-            continue
-        if any(s.signer_id == request.user_id for s in status.assessment.standing):
-            continue
-        keep.append(request)
-    return keep
-
-
-def remind_due(now: datetime | None = None) -> dict[int, list[int]]:
-    """Claim the reminders due now: at most one per person per reminder period.
-
-    Returns {user id: [request ids]} of the reminders claimed; their emails are queued after
-    commit. Safe to run twice at once: the person's SignerReminder row is claimed with a
-    conditional UPDATE, so only one run sends.
-    """
-    now = now or timezone.now()
-    cutoff = now - reminder_period()
-    due = list(
-        SignOffRequest.objects.filter(
-            sent_at__lte=cutoff,
-            release__status__in=[ReleaseStatus.PLANNED, ReleaseStatus.IN_PROGRESS],
-        )
-        .filter(Q(reminded_at__isnull=True) | Q(reminded_at__lte=cutoff))
-        .select_related("release__current_stage", "release__service")
-        .order_by("user_id", "pk")
-    )
-    by_user: dict[int, list[int]] = defaultdict(list)
-    for request in pending_for(due, now):
-        by_user[request.user_id].append(request.pk)
-    claimed: dict[int, list[int]] = {}
-    for user_id, request_ids in by_user.items():
-        with transaction.atomic():
-            SignerReminder.objects.get_or_create(user_id=user_id)
-            won = (
-                SignerReminder.objects.filter(user_id=user_id)
-                .filter(Q(last_sent_at__isnull=True) | Q(last_sent_at__lte=cutoff))
-                .update(last_sent_at=now)
-            )
-            if not won:
-                continue
-            SignOffRequest.objects.filter(pk__in=request_ids).update(
-                reminded_at=now, reminders_sent=F("reminders_sent") + 1
-            )
-            _after_commit("send_signoff_reminder", [(user_id, request_ids)])
-        claimed[user_id] = request_ids
-    return claimed
-
-
 # --- freeze windows --------------------------------------------------------------------------
 
 
@@ -578,13 +419,13 @@ def _worth_telling(event: Event) -> bool:
     return event.verb == EventVerb.SIGNED_OFF and event.data.get("decision") == Decision.NO_GO
 
 
-def _notify_after_commit(events: list[Event | None]) -> None:
+def _notifyafter_commit(events: list[Event | None]) -> None:
     ids = [e.pk for e in events if e is not None and _worth_telling(e)]
     if ids:
-        _after_commit("notify_signoff_event", [(i,) for i in ids])
+        after_commit("notify_signoff_event", [(i,) for i in ids])
 
 
-def _after_commit(task_name: str, calls: list[tuple[Any, ...]]) -> None:
+def after_commit(task_name: str, calls: list[tuple[Any, ...]]) -> None:
     """Queue one task per call once the transaction commits (a task never sees a rollback)."""
 
     def queue() -> None:

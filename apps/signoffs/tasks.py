@@ -13,7 +13,7 @@ from django.utils import timezone
 from apps.core import emails
 from apps.releases.models import Event
 
-from . import services
+from . import asking, services
 from .models import SignOffRequest
 
 logger = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ def signoff_url(release_id: int) -> str:
 @shared_task(autoretry_for=(OSError,), retry_backoff=30, max_retries=8)
 def send_signoff_request(request_id: int) -> int:
     """Email one person asked to sign; a second run finds the request claimed and sends nothing."""
-    if not services.claim_request(request_id, timezone.now()):
+    if not asking.claim_request(request_id, timezone.now()):
         return 0
     request = (
         SignOffRequest.objects.select_related(
@@ -52,7 +52,7 @@ def send_signoff_request(request_id: int) -> int:
         return emails.send("signoff-request", [request.user.email], context)
     except Exception:
         # Hand the claim back so the retry (or the next sweep) can send it.
-        services.release_request_claim(request_id)
+        asking.release_request_claim(request_id)
         raise
 
 
@@ -67,7 +67,7 @@ def send_signoff_reminder(user_id: int, request_ids: list[int]) -> int:
         .select_related("release__service", "release__environment", "release__current_stage")
         .order_by("requested_at", "pk")
     )
-    pending = services.pending_for(requests, timezone.now())
+    pending = asking.pending_for(requests, timezone.now())
     if not pending:
         return 0
     items = [
@@ -111,5 +111,5 @@ def sweep() -> dict[str, int]:
     from apps.rollouts.gate_signoffs import request_signoffs_when_ready
 
     asked = request_signoffs_when_ready()
-    reminded = services.remind_due()
+    reminded = asking.remind_due()
     return {"gates_asked": asked, "people_reminded": len(reminded)}

@@ -22,7 +22,7 @@ from apps.core.actors import Actor
 from apps.releases.models import Release
 from apps.rollouts import gate
 
-from . import services
+from . import asking, services
 from .choices import Decision
 
 OPERATE_PERM = "releases.operate_release"
@@ -127,7 +127,7 @@ def signoff_page(request: HttpRequest, pk: int) -> HttpResponse:
             if not request.user.has_perm(OPERATE_PERM):
                 raise PermissionDenied("Only a release manager may ask for sign-offs early.")
             blockers = [b.as_dict() for b in gate.evaluate(release).blockers]
-            asked = services.request_signoffs(
+            asked = asking.request_signoffs(
                 release, actor=Actor.for_user(request.user), early=True, blockers=blockers
             )
             names = ", ".join(sorted(r.user.get_username() for r in asked))

@@ -10,7 +10,7 @@ import time_machine
 from apps.core.actors import Actor
 from apps.releases.choices import EventVerb
 from apps.rollouts import transitions
-from apps.signoffs import services, tasks
+from apps.signoffs import asking, services, tasks
 from apps.signoffs.choices import Decision
 from apps.signoffs.models import SignOffRequest
 from tests.factories import PlanFactory, UserFactory, make_release
@@ -78,13 +78,13 @@ def test_one_request_per_signer_once_the_other_conditions_are_met(
 
 
 def test_running_the_send_task_twice_sends_once(running, erin, paul, mailoutbox):
-    requests = services.request_signoffs(running, actor=SYSTEM)  # emails are queued on commit
+    requests = asking.request_signoffs(running, actor=SYSTEM)  # emails are queued on commit
     assert mailoutbox == []
     for request in requests:
         assert tasks.send_signoff_request(request.pk) == 1
         assert tasks.send_signoff_request(request.pk) == 0
     assert recipients(mailoutbox) == ["erin@example.com", "paul@example.com"]
-    assert services.request_signoffs(running, actor=SYSTEM) == []  # asked already
+    assert asking.request_signoffs(running, actor=SYSTEM) == []  # asked already
 
 
 def test_the_author_and_those_who_signed_are_not_asked(
@@ -96,7 +96,7 @@ def test_the_author_and_those_who_signed_are_not_asked(
     other = member("pia", groups[PRODUCT])
     services.sign(release, user=other, decision=Decision.GO)
     with django_capture_on_commit_callbacks(execute=True):
-        services.request_signoffs(release, actor=SYSTEM)
+        asking.request_signoffs(release, actor=SYSTEM)
     assert recipients(mailoutbox) == ["paul@example.com"]
 
 
@@ -166,11 +166,11 @@ def test_reminders_at_most_once_per_period(
 def test_reminder_sending_is_claimed_per_person(settings, running, erin, paul, mailoutbox):
     settings.SIGNOFF_REMINDER_HOURS = 1
     with time_machine.travel(T0, tick=False) as clock:
-        for request in services.request_signoffs(running, actor=SYSTEM):
+        for request in asking.request_signoffs(running, actor=SYSTEM):
             tasks.send_signoff_request(request.pk)
         clock.shift(timedelta(hours=1))
-        first = services.remind_due()
-        second = services.remind_due()  # a second worker at the same moment
+        first = asking.remind_due()
+        second = asking.remind_due()  # a second worker at the same moment
     assert sorted(first) == sorted([erin.pk, paul.pk])
     assert second == {}
 

@@ -209,3 +209,26 @@ def test_a_request_due_later_waits_for_the_persons_next_period(
         sweep()
         assert [m.subject for m in mailoutbox] == ["Reminder: 2 sign-offs waiting for you"]
         assert f"/releases/{second.pk}/signoff/" in mailoutbox[0].body
+
+
+def test_no_gos_and_decisions_reach_the_services_notification_list(
+    running, service, erin, paul, mailoutbox, django_capture_on_commit_callbacks
+):
+    service.notification_emails = "team@example.com"
+    service.save(update_fields=["notification_emails"])
+    with django_capture_on_commit_callbacks(execute=True):
+        services.sign(running, user=erin, decision=Decision.GO)
+    assert mailoutbox == []  # a single go is no news
+    with django_capture_on_commit_callbacks(execute=True):
+        services.sign(running, user=paul, decision=Decision.NO_GO, comment="Pager storm")
+    no_go = mailoutbox.pop()
+    assert no_go.to == ["team@example.com"]
+    assert no_go.subject.endswith(": no-go from paul (canary)")
+    for part in (no_go.body, no_go.alternatives[0][0]):
+        assert "Pager storm" in part and f"/releases/{running.pk}/signoff/" in part
+    with django_capture_on_commit_callbacks(execute=True):
+        services.sign(running, user=paul, decision=Decision.GO, comment="calm again")
+    decided = mailoutbox.pop()
+    assert decided.subject.endswith(": go decided (canary)")
+    assert "paul: go — calm again" in decided.body
+    assert "erin: go" in decided.body

@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "apps.rollouts",
     "apps.api",
     "apps.demo",
+    "apps.pages",
 ]
 
 MIDDLEWARE = [
@@ -132,7 +133,9 @@ STORAGES = {
     },
 }
 
-LOGIN_URL = "admin:login"
+# The styled sign-in page (apps/signoffs urls, templates/signoffs/login.html): the pages and the
+# sign-off page share it; the admin keeps its own.
+LOGIN_URL = "signoffs:login"
 
 # --- email -------------------------------------------------------------------------------
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")

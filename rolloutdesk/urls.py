@@ -1,15 +1,14 @@
-"""Top-level URLs: the admin and the API."""
+"""Top-level URLs: the pages (dashboard at /), the admin and the API."""
 
 from django.contrib import admin
 from django.urls import include, path
-from django.views.generic import RedirectView
 
 admin.site.site_header = "rolloutdesk"
 admin.site.site_title = "rolloutdesk"
 admin.site.index_title = "Rollouts, plans and services"
 
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
+    path("", include("apps.pages.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("apps.api.urls")),
     path("", include("apps.signoffs.urls")),

@@ -1,0 +1,229 @@
+"""Small view models shared by the dashboard and the release page: the gate light, stage
+progress, soak left, the transition buttons and one line per timeline event."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.urls import reverse
+
+from apps.releases.choices import EventVerb, ReleaseStatus
+from apps.releases.models import Event, Release, Stage
+from apps.rollouts.gate import Blocker, Verdict
+from apps.rollouts.transitions import FORCE_PERM, OPERATE_PERM, allowed_actions
+
+# Blockers that only ask for time or for someone's tick or signature: the light is amber.
+# Every other kind (a no-go, a failing metric, a freeze, a pause, an incident) is red.
+WAITING_KINDS = frozenset({"soak", "checklist", "signoff", "traffic"})
+
+# Where on the release page (or elsewhere) each kind of blocker is resolved.
+BLOCKER_TARGETS: dict[str, tuple[str, str]] = {
+    "soak": ("#stages", "see the stage timeline"),
+    "checklist": ("#checklists", "tick the open items"),
+    "signoff": ("#signoffs", "sign-offs"),
+    "no_go": ("#signoffs", "see the no-go"),
+    "metrics": ("#metrics", "see the metric checks"),
+    "traffic": ("#metrics", "see the traffic"),
+    "paused": ("#actions", "resume"),
+    "incident": ("#incidents", "see the incidents"),
+}
+
+
+@dataclass(frozen=True)
+class Light:
+    """The gate as a colour and a word, never the colour alone."""
+
+    colour: str  # green, amber, red, grey
+    word: str
+    summary: str
+
+    @property
+    def symbol(self) -> str:
+        return {"green": "●", "amber": "▲", "red": "■"}.get(self.colour, "○")
+
+
+def gate_light(verdict: Verdict) -> Light:
+    """Green when the gate is open, amber when it only waits, red when something is wrong."""
+    if not verdict.step:
+        return Light("grey", "Finished", "The release is finished: no next step.")
+    if verdict.can_advance:
+        return Light("green", "Green", f"May {verdict.step} now.")
+    first = verdict.blockers[0].detail
+    more = len(verdict.blockers) - 1
+    summary = first + (f" (and {more} more)" if more else "")
+    if all(b.kind in WAITING_KINDS for b in verdict.blockers):
+        return Light("amber", "Amber", summary)
+    return Light("red", "Red", summary)
+
+
+@dataclass(frozen=True)
+class BlockerRow:
+    """A gate blocker and where to go to resolve it."""
+
+    blocker: Blocker
+    href: str
+    link_text: str
+
+
+def blocker_rows(release: Release, verdict: Verdict) -> list[BlockerRow]:
+    rows = []
+    for blocker in verdict.blockers:
+        href, text = BLOCKER_TARGETS.get(blocker.kind, ("", ""))
+        if blocker.kind == "freeze":
+            href = reverse("admin:signoffs_freezewindow_changelist")
+            text = "freeze windows"
+        rows.append(BlockerRow(blocker, href, text))
+    return rows
+
+
+def format_duration(delta: timedelta) -> str:
+    """3d 4h, 2h 05m, 12m; under a minute: seconds."""
+    seconds = max(0, int(delta.total_seconds()))
+    hours, rest = divmod(seconds, 3600)
+    minutes = rest // 60
+    if hours >= 24:
+        return f"{hours // 24}d {hours % 24}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m" if minutes else f"{seconds}s"
+
+
+def soak_left(release: Release, stage: Stage | None, now: datetime) -> str:
+    """What the current stage's soak still needs, in words."""
+    if stage is None or release.status not in ReleaseStatus.active():
+        return ""
+    if stage.min_soak <= timedelta(0):
+        return "no minimum soak"
+    remaining = stage.min_soak - stage.soaked(now, release.paused_at)
+    if remaining <= timedelta(0):
+        return f"soaked ({format_duration(stage.min_soak)} done)"
+    held = " (paused: not counting)" if release.status == ReleaseStatus.PAUSED else ""
+    return f"{format_duration(remaining)} left of {format_duration(stage.min_soak)}{held}"
+
+
+def stage_progress(release: Release) -> str:
+    """“canary · stage 2 of 5” while the release runs."""
+    stage = release.current_stage
+    if stage is None or release.status not in ReleaseStatus.active():
+        return ""
+    where = f"stage {stage.position + 1} of {release.stage_count}"
+    # Plans often name stages by their percentage: "25% · stage 3 of 5", not "25% · 25% · …".
+    if stage.name.replace(" ", "") == f"{stage.traffic_percentage}%":
+        return where
+    return f"{stage.name} · {where}"
+
+
+@dataclass
+class Action:
+    """One transition button: what it does, whether this person may press it, and why not."""
+
+    name: str  # the transitions.ACTIONS key
+    label: str
+    confirm: str  # the button inside the confirmation
+    enabled: bool
+    why_not: str = ""
+    danger: bool = False
+    gated: bool = False  # the gate decides (start, advance)
+    gate_red: bool = False
+    may_force: bool = False
+
+
+def transition_actions(
+    release: Release, verdict: Verdict, stages: list[Stage], user: Any
+) -> list[Action]:
+    """The buttons the release's status allows, disabled with a reason for those who may not."""
+    may_operate = user.has_perm(OPERATE_PERM)
+    may_force = user.has_perm(FORCE_PERM)
+    why_not = "" if may_operate else "Only release managers may start, advance, pause, resume, "
+    why_not += "" if may_operate else "roll back or abort releases; your role may only look."
+    current = release.current_stage
+    following = next(
+        (s for s in stages if current is not None and s.position == current.position + 1), None
+    )
+    first = stages[0] if stages else None
+    actions = []
+    for name in allowed_actions(release):
+        if name == "start":
+            where = f" at {first.name} ({first.traffic_percentage} %)" if first else ""
+            label, confirm = "Start", f"Start{where}"
+        elif name == "advance":
+            if following is None:
+                label, confirm = "Complete", "Complete: serve 100 %"
+            else:
+                label = "Advance"
+                confirm = f"Advance to {following.name} ({following.traffic_percentage} %)"
+        elif name == "pause":
+            label, confirm = "Pause", f"Pause at {release.traffic_percentage} %"
+        elif name == "resume":
+            label, confirm = "Resume", "Resume"
+        elif name == "rollback":
+            label, confirm = "Roll back", "Roll back to 0 %"
+        else:
+            label, confirm = "Abort", "Abort this release"
+        gated = name in ("start", "advance")
+        actions.append(
+            Action(
+                name=name,
+                label=label,
+                confirm=confirm,
+                enabled=may_operate,
+                why_not=why_not,
+                danger=name in ("rollback", "abort"),
+                gated=gated,
+                gate_red=gated and not verdict.can_advance,
+                may_force=gated and may_force and not verdict.can_advance,
+            )
+        )
+    return actions
+
+
+@dataclass
+class EventRow:
+    """A timeline entry with a one-line description of what changed."""
+
+    event: Event
+    what: str
+    details: list[str] = field(default_factory=list)
+
+
+def describe_event(event: Event) -> EventRow:
+    data = event.data or {}
+    verb = event.verb
+    details: list[str] = []
+    if verb == EventVerb.STARTED:
+        what = f"at {data.get('stage', '?')} ({data.get('traffic_percentage', '?')} %)"
+    elif verb == EventVerb.ADVANCED:
+        what = (
+            f"from {data.get('from_stage', '?')} to {data.get('to_stage', '?')} "
+            f"({data.get('traffic_percentage', '?')} %)"
+        )
+        if data.get("forced"):
+            what += ", past a red gate"
+    elif verb == EventVerb.COMPLETED:
+        what = f"from {data.get('from_stage', '?')}: serving 100 %"
+    elif verb == EventVerb.ROLLED_BACK:
+        before = data.get("traffic_percentage_before", "?")
+        what = f"from {data.get('stage', '?')} ({before} %): traffic 0 %"
+    elif verb in (EventVerb.PAUSED, EventVerb.RESUMED):
+        what = f"at {data.get('stage', '?')}"
+    elif verb == EventVerb.GATE_OVERRIDDEN:
+        what = f"for {data.get('step', '?')}"
+        details = [b.get("detail", "") for b in data.get("blockers", [])]
+    elif verb in (EventVerb.CHECKLIST_ITEM_DONE, EventVerb.CHECKLIST_ITEM_REOPENED):
+        what = f"“{data.get('item', '')}” in {data.get('checklist', '')}"
+    elif verb == EventVerb.SIGNED_OFF:
+        decision = "go" if data.get("decision") == "go" else "no-go"
+        what = f"{decision} on {data.get('gate', '?')}"
+    elif verb == EventVerb.SIGNOFF_WITHDRAWN:
+        what = f"{data.get('decision', '')} on {data.get('gate', '?')}"
+    elif verb == EventVerb.SIGNOFFS_REQUESTED:
+        what = f"for {data.get('gate', '?')}: asked {', '.join(data.get('asked', []))}"
+    elif verb == EventVerb.ARTIFACT_CHANGED:
+        what = f"from {data.get('from') or 'none'} to {data.get('to', '?')}"
+    elif verb == EventVerb.CREATED:
+        what = f"with stages {', '.join(data.get('stages', []))}"
+    else:
+        what = ""
+    return EventRow(event=event, what=what, details=[d for d in details if d])

@@ -1,0 +1,201 @@
+"""Everything the release page shows, read in a fixed number of queries.
+
+The gate's verdict comes from apps.rollouts.gate (the one place that decides); checklists,
+sign-offs and metric checks are read through their apps' QuerySets and services. Nothing here
+grows its query count with the number of stages, items, sign-offs, samples or events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.apps import apps as django_apps
+from django.db.models import Prefetch
+from django.utils import timezone
+
+from apps.checklists.choices import ChecklistKind
+from apps.checklists.models import Checklist, ChecklistItem
+from apps.checklists.services import TICK_PERM
+from apps.checks import services as checks
+from apps.releases.choices import ReleaseStatus, StageStatus
+from apps.releases.models import Event, Release, Stage
+from apps.rollouts import gate
+from apps.signoffs import services as signoffs
+from apps.signoffs.choices import Decision
+from apps.signoffs.models import ReleaseSignOffRule
+
+from . import charts, incidents
+from .presenters import (
+    blocker_rows,
+    describe_event,
+    format_duration,
+    gate_light,
+    soak_left,
+    stage_progress,
+    transition_actions,
+)
+
+EVENTS_SHOWN = 100
+
+
+@dataclass
+class StageRow:
+    """One stage in the timeline, with what its exit needs."""
+
+    stage: Stage
+    number: int
+    current: bool
+    soaked: str
+    min_soak: str
+    exit_needs: list[str]
+
+    @property
+    def outcome(self) -> str:
+        if self.current:
+            return "current"
+        return self.stage.get_status_display().lower()
+
+
+def _stage_rows(
+    release: Release,
+    stages: list[Stage],
+    checklists: list[Checklist],
+    rules: list[ReleaseSignOffRule],
+    now: datetime,
+) -> list[StageRow]:
+    needs: dict[int, list[str]] = {}
+    for checklist in checklists:
+        if checklist.kind == ChecklistKind.STAGE_EXIT and checklist.stage_id:
+            needs.setdefault(checklist.stage_id, []).append(f"checklist “{checklist.name}”")
+    for rule in rules:
+        if rule.stage_id:
+            needs.setdefault(rule.stage_id, []).append(f"sign-off: {rule.describe()}")
+    rows = []
+    for stage in stages:
+        current = release.status in ReleaseStatus.active() and stage.pk == release.current_stage_id
+        if stage.entered_at:
+            paused_at = release.paused_at if current else None
+            soaked = format_duration(stage.soaked(now, paused_at))
+        else:
+            soaked = ""
+        rows.append(
+            StageRow(
+                stage=stage,
+                number=stage.position + 1,
+                current=current,
+                soaked=soaked,
+                min_soak=format_duration(stage.min_soak) if stage.min_soak else "",
+                exit_needs=needs.get(stage.pk, []),
+            )
+        )
+    return rows
+
+
+def _checklists(release: Release) -> list[Checklist]:
+    """The release's checklists with their progress and items: two queries."""
+    return list(
+        Checklist.objects.filter(release_id=release.pk)
+        .with_progress()
+        .select_related("stage")
+        .prefetch_related(
+            Prefetch("items", queryset=ChecklistItem.objects.order_by("position", "id"))
+        )
+        .order_by("position", "id")
+    )
+
+
+def _checklist_role(checklist: Checklist, verdict: gate.Verdict) -> str:
+    """What the checklist holds, and whether it holds the gate now."""
+    if checklist.kind == ChecklistKind.PRE_DEPLOYMENT:
+        text = "gates the start"
+        now_gating = verdict.step == "start"
+    elif checklist.kind == ChecklistKind.STAGE_EXIT:
+        name = checklist.stage.name if checklist.stage else "?"
+        text = f"gates leaving {name}"
+        now_gating = verdict.stage is not None and verdict.stage.pk == checklist.stage_id
+    else:
+        return "opens when the release completes" if not checklist.is_open else "after release"
+    return text + (" — the gate waits on it now" if now_gating else "")
+
+
+def _signoffs(release: Release, user: Any, now: datetime) -> dict[str, Any]:
+    status = signoffs.gate_status(release, now=now, with_history=True)
+    rules = list(
+        ReleaseSignOffRule.objects.filter(release_id=release.pk)
+        .select_related("stage")
+        .prefetch_related("groups")
+        .order_by("stage__position")
+    )
+    mine = go_refusal = no_go_refusal = None
+    if status is not None:
+        mine = next((s for s in status.assessment.standing if s.signer_id == user.pk), None)
+        go_refusal = signoffs.why_cannot_sign(status, user, Decision.GO)
+        no_go_refusal = signoffs.why_cannot_sign(status, user, Decision.NO_GO)
+        history = status.history
+    else:
+        history = list(release.signoffs.select_related("signer", "stage"))
+    return {
+        "status": status,
+        "rules": rules,
+        "mine": mine,
+        "go_refusal": go_refusal,
+        "no_go_refusal": no_go_refusal,
+        "history": history,
+        "standing": set(status.assessment.standing) if status else set(),
+    }
+
+
+def _metrics(release: Release, stages: list[Stage], range_key: str, now: datetime) -> Any:
+    criteria = checks.criteria_for_plans([release.plan_id])
+    latest = {r.criterion_id: r for r in checks.latest_results(release)}
+    return charts.release_charts(release, criteria, latest, stages, range_key=range_key, now=now)
+
+
+def build(
+    release: Release, user: Any, *, range_key: str = "", show_all_events: bool = False
+) -> dict[str, Any]:
+    """The release page's context."""
+    now = timezone.now()
+    verdict = gate.evaluate(release, now=now)
+    stages = list(release.stages.order_by("position"))
+    checklists = _checklists(release)
+    signoff = _signoffs(release, user, now)
+    events = Event.objects.filter(release_id=release.pk).timeline().order_by("-created_at", "-id")
+    if not show_all_events:
+        events = events[: EVENTS_SHOWN + 1]
+    event_rows = [describe_event(e) for e in events]
+    more_events = len(event_rows) > EVENTS_SHOWN and not show_all_events
+    if more_events:
+        event_rows = event_rows[:EVENTS_SHOWN]
+    may_tick = user.has_perm(TICK_PERM)
+    for checklist in checklists:
+        checklist.role = _checklist_role(checklist, verdict)
+    return {
+        "release": release,
+        "now": now,
+        "seen": f"{release.status}:{release.current_stage_id or ''}",
+        "verdict": verdict,
+        "light": gate_light(verdict),
+        "blockers": blocker_rows(release, verdict),
+        "progress": stage_progress(release),
+        "soak": soak_left(release, release.current_stage, now),
+        "stages": _stage_rows(release, stages, checklists, signoff["rules"], now),
+        "checklists": checklists,
+        "may_tick": may_tick,
+        "tick_refusal": ""
+        if may_tick
+        else "Ticking items needs the Approvers or Release managers role.",
+        "signoff": signoff,
+        "charts": _metrics(release, stages, range_key, now),
+        "ranges": charts.RANGE_LABELS,
+        "events": event_rows,
+        "more_events": more_events,
+        "actions": transition_actions(release, verdict, stages, user),
+        "incidents": incidents.for_release(release),
+        "incidents_installed": incidents.installed(),
+        "finished": release.status in ReleaseStatus.finished(),
+        "stage_status": StageStatus,
+        "checks_installed": django_apps.is_installed("apps.checks"),
+    }

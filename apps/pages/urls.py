@@ -1,0 +1,15 @@
+"""The pages' URLs: the dashboard at /, the release page and its forms."""
+
+from django.urls import path
+
+from . import views
+
+app_name = "pages"
+
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("releases/<int:pk>/", views.release_detail, name="release"),
+    path("releases/<int:pk>/transition/", views.transition, name="transition"),
+    path("releases/<int:pk>/checklist-items/<int:item_pk>/", views.tick_item, name="tick_item"),
+    path("releases/<int:pk>/sign/", views.sign, name="sign"),
+]

@@ -1,0 +1,204 @@
+"""The pages: thin views over the gate, the transitions module and the feature apps' services.
+
+GET only reads. Every POST is CSRF-protected (Django's middleware), checks the person's permission
+before anything else (403 with the reason), and hands the change to the domain function that owns
+it; a refusal is shown on the release page in words, with the HTTP status the API would give.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from apps.checklists.models import ChecklistItem
+from apps.checklists.services import TICK_PERM, ChecklistError, ChecklistForbidden, set_item_state
+from apps.core.actors import Actor
+from apps.releases.choices import ReleaseStatus
+from apps.releases.models import Release
+from apps.rollouts.transitions import (
+    ACTIONS,
+    OPERATE_PERM,
+    TransitionError,
+    TransitionForbidden,
+)
+from apps.signoffs import services as signoffs
+from apps.signoffs.choices import Decision
+
+from . import dashboard as dashboard_data
+from . import release_page
+
+VIEW_PERM = "releases.view_release"
+NO_VIEW = (
+    "Your account has no role that may see releases. Ask a release manager to add you to "
+    "the Viewers, Approvers or Release managers group."
+)
+
+
+def _forbidden(request: HttpRequest, message: str) -> HttpResponse:
+    return render(request, "pages/forbidden.html", {"message": message}, status=403)
+
+
+def _release(pk: int) -> Release:
+    return get_object_or_404(Release.objects.with_related(), pk=pk)
+
+
+def _page(
+    request: HttpRequest,
+    release: Release,
+    *,
+    status: int = 200,
+    error: str = "",
+    error_details: list[str] | None = None,
+    form: dict[str, Any] | None = None,
+) -> HttpResponse:
+    context = release_page.build(
+        release,
+        request.user,
+        range_key=request.GET.get("range", ""),
+        show_all_events=request.GET.get("events") == "all",
+    )
+    context.update(error=error, error_details=error_details or [], form=form or {})
+    return render(request, "pages/release.html", context, status=status)
+
+
+def _refused(
+    request: HttpRequest,
+    release: Release,
+    message: str,
+    status: int,
+    details: list[str] | None = None,
+    form: dict[str, Any] | None = None,
+) -> HttpResponse:
+    release.refresh_from_db()
+    return _page(request, release, status=status, error=message, error_details=details, form=form)
+
+
+def _back(release: Release, anchor: str = "") -> HttpResponseRedirect:
+    return HttpResponseRedirect(reverse("pages:release", args=[release.pk]) + anchor)
+
+
+@login_required
+@require_GET
+def dashboard(request: HttpRequest) -> HttpResponse:
+    """Every running or paused release by service, what waits for me, what finished lately."""
+    if not request.user.has_perm(VIEW_PERM):
+        return _forbidden(request, NO_VIEW)
+    return render(request, "pages/dashboard.html", dashboard_data.build(request.user))
+
+
+@login_required
+@require_GET
+def release_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """The release page: stages, gate, checklists, sign-offs, charts, timeline and actions."""
+    if not request.user.has_perm(VIEW_PERM):
+        return _forbidden(request, NO_VIEW)
+    return _page(request, _release(pk))
+
+
+def _state(release: Release) -> str:
+    """What the page showed: the transitions module refuses to act on a state nobody saw."""
+    return f"{release.status}:{release.current_stage_id or ''}"
+
+
+def _describe(release: Release) -> str:
+    text = release.get_status_display().lower()
+    if release.status in ReleaseStatus.active() and release.current_stage:
+        text += f" at {release.current_stage.name}"
+    return f"{text}, serving {release.traffic_percentage} %"
+
+
+@login_required
+@require_POST
+def transition(request: HttpRequest, pk: int) -> HttpResponse:
+    """Start, advance, pause, resume, roll back or abort, with a reason, through transitions."""
+    release = _release(pk)
+    if not request.user.has_perm(OPERATE_PERM):
+        return _forbidden(request, "Only release managers may operate releases.")
+    action = request.POST.get("action", "")
+    reason = request.POST.get("reason", "").strip()
+    force = request.POST.get("force") == "1"
+    form = {"action": action, "reason": reason}
+    if action not in ACTIONS:
+        return _refused(request, release, f"Unknown action {action!r}.", 400)
+    if not reason:
+        return _refused(
+            request, release, "Give a reason: it is recorded in the timeline.", 400, form=form
+        )
+    if request.POST.get("seen", _state(release)) != _state(release):
+        return _refused(
+            request,
+            release,
+            f"The release changed while you were looking: it is now {_describe(release)}. "
+            "Nothing was done; check the page again before you act.",
+            409,
+        )
+    kwargs: dict[str, Any] = {"actor": Actor.for_user(request.user), "reason": reason}
+    if action in ("start", "advance"):
+        kwargs["force"] = force
+    try:
+        release = ACTIONS[action](release, **kwargs)
+    except TransitionForbidden as exc:
+        return _refused(request, release, exc.message, 403, form=form)
+    except TransitionError as exc:
+        details = [b.detail for b in exc.blockers]
+        message = "The gate refuses: " if exc.blockers else ""
+        message += exc.message if not exc.blockers else f"the release may not {action} now."
+        return _refused(request, release, message, 409, details=details, form=form)
+    except ValidationError as exc:
+        return _refused(request, release, " ".join(exc.messages), 400, form=form)
+    messages.success(request, f"Done: the release is now {_describe(release)}.")
+    return _back(release, "#top")
+
+
+@login_required
+@require_POST
+def tick_item(request: HttpRequest, pk: int, item_pk: int) -> HttpResponse:
+    """Tick or untick a checklist item through the checklists service."""
+    release = _release(pk)
+    if not request.user.has_perm(TICK_PERM):
+        return _forbidden(
+            request, "Ticking checklist items needs the Approvers or Release managers role."
+        )
+    item = get_object_or_404(ChecklistItem, pk=item_pk, checklist__release_id=release.pk)
+    done = request.POST.get("done") == "1"
+    try:
+        set_item_state(
+            item,
+            done=done,
+            actor=Actor.for_user(request.user),
+            comment=request.POST.get("comment", "").strip(),
+        )
+    except ChecklistForbidden as exc:
+        return _refused(request, release, exc.message, 403)
+    except ChecklistError as exc:
+        return _refused(request, release, exc.message, 409)
+    except ValidationError as exc:
+        return _refused(request, release, " ".join(exc.messages), 400)
+    messages.success(request, f"{'Ticked' if done else 'Reopened'}: {item.text}")
+    return _back(release, f"#item-{item.pk}")
+
+
+@login_required
+@require_POST
+def sign(request: HttpRequest, pk: int) -> HttpResponse:
+    """Give a go or a no-go on the current gate through the sign-offs service."""
+    release = _release(pk)
+    decision = request.POST.get("decision", "")
+    comment = request.POST.get("comment", "")
+    form = {"comment": comment}
+    try:
+        signoffs.sign(release, user=request.user, decision=decision, comment=comment)
+    except PermissionDenied as exc:
+        return _refused(request, release, str(exc), 403, form=form)
+    except ValidationError as exc:
+        return _refused(request, release, " ".join(exc.messages), 400, form=form)
+    said = "go" if decision == Decision.GO else "no-go"
+    messages.success(request, f"Your {said} is recorded.")
+    return _back(release, "#signoffs")

@@ -1,0 +1,155 @@
+"""A rollout as the pages show it: a release soaking at canary with an exit checklist, a sign-off
+rule for the Approvers, an error-rate criterion with treatment and control samples, and checks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.contrib.auth.models import Group
+from django.test import Client
+from django.utils import timezone
+
+from apps.checklists.choices import ChecklistKind
+from apps.checks import services as checks
+from apps.checks.choices import BadDirection, MetricKind, Variant
+from apps.checks.models import MetricCriterion, MetricDefinition, Sample
+from apps.core.actors import Actor
+from apps.releases.models import Environment, Release, RolloutPlan, Service
+from apps.releases.roles import APPROVERS, ensure_roles
+from apps.rollouts import transitions
+from apps.signoffs.choices import QuorumMode
+from apps.signoffs.models import SignOffRule
+from tests.checklists.helpers import link, make_template
+from tests.factories import PlanFactory, UserFactory, make_release
+
+MINUTE = timedelta(minutes=1)
+SYSTEM = Actor.system("tests")
+SMOKE = "Smoke tests pass in canary"
+
+
+@dataclass
+class Rollout:
+    """A running release and the things its page shows."""
+
+    release: Release
+    plan: RolloutPlan
+    metric: MetricDefinition
+    criterion: MetricCriterion
+
+
+def build_plan(
+    slug: str, *, extra_stages: int = 0, items: int = 0, approvals: int | None = None
+) -> RolloutPlan:
+    """canary 5 % → (extra stages) → half 50 % → full 100 %, no soak; canary's exit needs a
+    checklist (SMOKE plus `items` more) and a go from the Approvers (`approvals` of them in all
+    when given)."""
+    stages = [("canary", 5, timedelta(0), False)]
+    stages += [(f"step-{i}", 10 + i % 40, timedelta(0), False) for i in range(extra_stages)]
+    stages += [("half", 50, timedelta(0), False), ("full", 100, timedelta(0), False)]
+    plan = PlanFactory(slug=slug, name=f"Plan {slug}", stages=stages)
+    template = make_template(
+        f"Canary exit {slug}",
+        ChecklistKind.STAGE_EXIT,
+        {
+            "Verification": [SMOKE] + [f"Extra check {i}" for i in range(items)],
+            "Optional": [("Dashboards look normal", "", False)],
+        },
+    )
+    link(plan, template, "canary")
+    quorum = {"quorum": QuorumMode.COUNT, "approvals_needed": approvals} if approvals else {}
+    rule = SignOffRule.objects.create(
+        plan=plan, stage_template=plan.stages.get(name="canary"), **quorum
+    )
+    if not Group.objects.filter(name=APPROVERS).exists():
+        ensure_roles()  # a transactional test before this one flushed the migration's groups
+    rule.groups.set([Group.objects.get(name=APPROVERS)])
+    return plan
+
+
+def error_rate_metric() -> MetricDefinition:
+    return MetricDefinition.objects.get_or_create(
+        key="error_rate",
+        defaults={
+            "name": "Error rate",
+            "kind": MetricKind.RATIO,
+            "bad_direction": BadDirection.HIGHER,
+        },
+    )[0]
+
+
+def start_rollout(
+    *,
+    service: Service,
+    environment: Environment,
+    plan: RolloutPlan,
+    version: str = "2.4.0",
+    minutes: int = 60,
+    per_minute: int = 2,
+    evaluations: int = 4,
+) -> Rollout:
+    """Start the release `minutes` ago, push a treatment and a control sample stream since then
+    (`per_minute` of each a minute), and evaluate the checks `evaluations` times (the last now)."""
+    metric = error_rate_metric()
+    criterion = MetricCriterion.objects.create(
+        plan=plan,
+        metric=metric,
+        comparator=">",
+        warning_threshold=0.02,
+        critical_threshold=0.05,
+    )
+    now = timezone.now()
+    began = now - MINUTE * minutes
+    with time_machine.travel(began - MINUTE, tick=False):
+        release = make_release(service=service, environment=environment, plan=plan, version=version)
+    with time_machine.travel(began, tick=False):
+        transitions.start(release, actor=SYSTEM)
+    samples = []
+    for minute in range(minutes):
+        for k in range(per_minute):
+            at = began + MINUTE * minute + timedelta(seconds=1 + k * 50 / per_minute)
+            rate = 0.008 + 0.002 * ((minute // 5) % 3)
+            samples.append(Sample(release=release, metric=metric, at=at, value=rate, count=500))
+            samples.append(
+                Sample(
+                    release=release,
+                    metric=metric,
+                    variant=Variant.CONTROL,
+                    at=at,
+                    value=0.007,
+                    count=5000,
+                )
+            )
+    # The last minute too, so the check run "now" sees data.
+    samples.append(
+        Sample(
+            release=release, metric=metric, at=now - timedelta(seconds=20), value=0.009, count=500
+        )
+    )
+    Sample.objects.bulk_create(samples, batch_size=2000)
+    for index in range(evaluations):
+        when = now - MINUTE * (evaluations - 1 - index) * 10
+        with time_machine.travel(when, tick=False):
+            checks.run_now(release, now=when)
+    release.refresh_from_db()
+    return Rollout(release=release, plan=plan, metric=metric, criterion=criterion)
+
+
+@pytest.fixture
+def rollout(service, production) -> Rollout:
+    return start_rollout(service=service, environment=production, plan=build_plan("pages"))
+
+
+def client_for(user, *, csrf: bool = False) -> Client:
+    client = Client(enforce_csrf_checks=csrf)
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def outsider(db):
+    """Olive: signed in, but in no role group."""
+    return UserFactory(username="olive")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from email.mime.image import MIMEImage
 from typing import Any
 
 from django.conf import settings
@@ -19,12 +20,30 @@ def render(name: str, context: dict[str, Any]) -> tuple[str, str, str]:
     return subject, text, html
 
 
-def send(name: str, to: Iterable[str], context: dict[str, Any]) -> int:
-    """Send one email, text with an HTML alternative: from a task, never inside a transaction."""
+def send(
+    name: str,
+    to: Iterable[str],
+    context: dict[str, Any],
+    *,
+    inline_images: Sequence[tuple[str, bytes]] = (),
+) -> int:
+    """Send one email, text with an HTML alternative: from a task, never inside a transaction.
+
+    `inline_images` are (content id, PNG bytes): the HTML shows them as <img src="cid:...">.
+    """
     recipients = [address for address in to if address]
     if not recipients:
         return 0
     subject, text, html = render(name, context)
     message = EmailMultiAlternatives(subject, text, settings.DEFAULT_FROM_EMAIL, recipients)
     message.attach_alternative(html, "text/html")
+    for content_id, png in inline_images:
+        image = MIMEImage(png, "png")
+        image.add_header("Content-ID", f"<{content_id}>")
+        filename = f"{content_id.split('@')[0]}.png"
+        image.add_header("Content-Disposition", "inline", filename=filename)
+        message.attach(image)
+    if inline_images:
+        # multipart/related: clients show the images inside the HTML, not as attachments.
+        message.mixed_subtype = "related"
     return message.send()

@@ -135,6 +135,19 @@ ROLE_PERMISSIONS[RELEASE_MANAGERS].append("incidents.respond_incident")
 ROLE_PERMISSIONS[APPROVERS] += INCIDENTS_VIEW + ["incidents.respond_incident"]
 ROLE_PERMISSIONS[VIEWERS] += INCIDENTS_VIEW
 
+# Reports (apps/reports, granted by its 0002_roles migration): everyone reads the archive and who
+# it went to; release managers keep the subscriptions and send reports again.
+REPORTS_VIEW = [
+    f"reports.view_{model}"
+    for model in ("reportsubscription", "report", "reportchart", "reportdelivery")
+]
+REPORTS_MANAGE = [
+    f"reports.{verb}_reportsubscription" for verb in ("add", "change", "delete")
+] + ["reports.change_reportdelivery"]
+ROLE_PERMISSIONS[RELEASE_MANAGERS] += REPORTS_VIEW + REPORTS_MANAGE
+ROLE_PERMISSIONS[APPROVERS] += REPORTS_VIEW
+ROLE_PERMISSIONS[VIEWERS] += REPORTS_VIEW
+
 
 def ensure_roles() -> None:
     """Create the role groups with their permissions if they are missing (e.g. after a flush)."""

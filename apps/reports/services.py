@@ -1,0 +1,368 @@
+"""Generating, archiving and delivering reports; claiming the subscriptions that are due.
+
+The scheduled task, the `send_report`/`send_reports` commands and the admin actions all call the
+functions here. A due subscription is claimed by moving its `next_due_at` forward with a
+conditional UPDATE (healthchecks' sendreports pattern): of two workers running the task at once,
+exactly one moves it, and only that one adds the recipient to the period's report. Each recipient
+is one ReportDelivery row, sent from Celery after commit, claimed again before sending, and
+retried with backoff when the mail server fails.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q, QuerySet
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+
+from apps.core import emails
+from apps.releases.models import Service
+
+from . import charts, content
+from .choices import DeliveryStatus
+from .models import Report, ReportChart, ReportDelivery, ReportSubscription
+from .schedule import Period, last_complete_period
+
+logger = logging.getLogger(__name__)
+
+EMAIL = "report"
+# A claim older than this is taken as a worker that died mid-send.
+LEASE = timedelta(minutes=5)
+RETRY_FIRST = timedelta(minutes=1)
+RETRY_LONGEST = timedelta(hours=1)
+# A pending delivery this old was not picked up after commit (broker down): the sweep sends it.
+PENDING_GRACE = timedelta(minutes=2)
+ERROR_LENGTH = 2000
+
+
+def max_attempts() -> int:
+    return getattr(settings, "REPORTS_DELIVERY_MAX_ATTEMPTS", 8)
+
+
+def backoff(attempts: int) -> timedelta:
+    """1 min, 2 min, 4 min, ... at most an hour between attempts."""
+    return min(RETRY_FIRST * 2 ** max(attempts - 1, 0), RETRY_LONGEST)
+
+
+# --- generating -----------------------------------------------------------------------------
+
+
+@dataclass
+class Draft:
+    """A generated report before it is stored: what a dry run prints."""
+
+    service: Service | None
+    period: Period
+    content: dict[str, Any]
+    subject: str
+    text: str
+    html: str
+    charts: list[tuple[str, str, bytes]] = field(default_factory=list)
+
+
+def render(data: dict[str, Any], *, chart_src: dict[str, str]) -> tuple[str, str, str]:
+    """Subject, plain text and HTML of a report; charts referenced through `chart_src`."""
+    return emails.render(EMAIL, {"report": data, "chart_src": chart_src, "report_url": ""})
+
+
+def email_chart_src() -> dict[str, str]:
+    return {name: f"cid:{name}@rolloutdesk" for name in charts.CHARTS}
+
+
+def generate(service: Service | None, period: Period, *, now: datetime | None = None) -> Draft:
+    """Compute, render and draw a report without storing anything."""
+    now = now or timezone.now()
+    data = content.build(service, period, now=now)
+    subject, text, html = render(data, chart_src=email_chart_src())
+    return Draft(
+        service=service,
+        period=period,
+        content=data,
+        subject=subject,
+        text=text,
+        html=html,
+        charts=charts.draw(data["weekly"]),
+    )
+
+
+def _existing(service: Service | None, period: Period) -> Report | None:
+    return Report.objects.filter(
+        kind=period.kind,
+        service=service,
+        time_zone=period.time_zone,
+        period_start=period.start,
+    ).first()
+
+
+def obtain_report(
+    service: Service | None, period: Period, *, now: datetime | None = None
+) -> tuple[Report, bool]:
+    """The stored report of this scope and period, generated now if there is none yet.
+
+    Subscribers of the same scope, kind and time zone share one report; two workers generating
+    it at once store it once (the unique constraint decides, the loser reads the winner's).
+    """
+    report = _existing(service, period)
+    if report is not None:
+        return report, False
+    draft = generate(service, period, now=now)
+    try:
+        with transaction.atomic():
+            report = Report.objects.create(
+                kind=period.kind,
+                service=service,
+                time_zone=period.time_zone,
+                period_start=period.start,
+                period_end=period.end,
+                subject=draft.subject,
+                content=draft.content,
+                html=draft.html,
+                text=draft.text,
+                generated_at=now or timezone.now(),
+            )
+            ReportChart.objects.bulk_create(
+                ReportChart(report=report, name=name, title=title, png=png)
+                for name, title, png in draft.charts
+            )
+    except IntegrityError:
+        report = _existing(service, period)
+        if report is None:
+            raise
+        return report, False
+    return report, True
+
+
+# --- recipients and the schedule ------------------------------------------------------------
+
+
+def add_recipients(
+    report: Report, recipients: Iterable[tuple[str, ReportSubscription | None]]
+) -> list[ReportDelivery]:
+    """One delivery per new address, queued once the surrounding transaction commits."""
+    now = timezone.now()
+    created = []
+    for address, subscription in recipients:
+        if not address:
+            continue
+        try:
+            with transaction.atomic():
+                created.append(
+                    ReportDelivery.objects.create(
+                        report=report,
+                        subscription=subscription,
+                        address=address,
+                        created_at=now,
+                        next_attempt_at=now,
+                    )
+                )
+        except IntegrityError:
+            continue  # this address already has this report
+    _queue_after_commit([d.pk for d in created])
+    return created
+
+
+@dataclass
+class RunReport:
+    """What one run of the scheduled task did."""
+
+    claimed: list[int] = field(default_factory=list)
+    raced: int = 0
+    reports_generated: int = 0
+    deliveries: int = 0
+    retried: int = 0
+
+
+def due_subscriptions(now: datetime) -> QuerySet[ReportSubscription]:
+    return ReportSubscription.objects.filter(active=True, next_due_at__lte=now)
+
+
+def claim(subscription: ReportSubscription, now: datetime) -> bool:
+    """Move the subscription's due time past `now`; true for exactly one of concurrent callers."""
+    due_at = subscription.next_due_at
+    following = subscription.due_after(max(now, due_at))
+    moved = ReportSubscription.objects.filter(
+        pk=subscription.pk, active=True, next_due_at=due_at
+    ).update(next_due_at=following, last_sent_at=now)
+    return bool(moved)
+
+
+def period_for(subscription: ReportSubscription, at: datetime) -> Period:
+    """What a report sent at `at` to this subscriber covers: the last whole day or week."""
+    return last_complete_period(subscription.frequency, at, subscription.time_zone)
+
+
+def send_due(now: datetime | None = None) -> RunReport:
+    """The scheduled task: claim every due subscription, report to it, retry failed sends."""
+    now = now or timezone.now()
+    run = RunReport()
+    for subscription in (
+        due_subscriptions(now).select_related("user", "service").order_by("next_due_at", "pk")
+    ):
+        due_at = subscription.next_due_at
+        try:
+            with transaction.atomic():
+                if not claim(subscription, now):
+                    run.raced += 1
+                    continue
+                report, generated = obtain_report(
+                    subscription.service, period_for(subscription, due_at), now=now
+                )
+                made = add_recipients(report, [(subscription.address, subscription)])
+        except Exception:  # one broken subscription must not stop the others' reports
+            logger.exception("Could not report to subscription %s", subscription.pk)
+            continue
+        run.claimed.append(subscription.pk)
+        run.reports_generated += int(generated)
+        run.deliveries += len(made)
+    retry = due_for_retry(now)
+    queue(retry)
+    run.retried = len(retry)
+    return run
+
+
+def send_now(subscription: ReportSubscription, *, now: datetime | None = None) -> ReportDelivery:
+    """Send the subscriber the report of their last whole period now; the schedule is unchanged.
+
+    An address that already had that report gets it again.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        report, _ = obtain_report(subscription.service, period_for(subscription, now), now=now)
+        made = add_recipients(report, [(subscription.address, subscription)])
+        if made:
+            return made[0]
+        delivery = ReportDelivery.objects.get(report=report, address=subscription.address)
+        resend(ReportDelivery.objects.filter(pk=delivery.pk), include_sent=True)
+    delivery.refresh_from_db()
+    return delivery
+
+
+def recipients_for(report: Report) -> list[tuple[str, ReportSubscription]]:
+    """Active subscriptions of the report's kind and scope (all-services ones for all)."""
+    subscriptions = ReportSubscription.objects.filter(active=True, frequency=report.kind)
+    if report.service_id is None:
+        subscriptions = subscriptions.filter(service__isnull=True)
+    else:
+        subscriptions = subscriptions.filter(service_id=report.service_id)
+    return [(s.address, s) for s in subscriptions.select_related("user").order_by("pk")]
+
+
+# --- sending --------------------------------------------------------------------------------
+
+
+def _queue_after_commit(ids: list[int]) -> None:
+    if ids:
+        transaction.on_commit(lambda: queue(ids))
+
+
+def queue(delivery_ids: Sequence[int]) -> None:
+    """Hand deliveries to Celery; a broker that is down leaves them to the next run."""
+    from .tasks import send_delivery
+
+    for delivery_id in delivery_ids:
+        try:
+            send_delivery.delay(delivery_id)
+        except Exception:  # the report is stored; the scheduled task retries the send
+            logger.exception("Could not queue report delivery %s", delivery_id)
+
+
+def _due(now: datetime) -> Q:
+    return Q(
+        status__in=[DeliveryStatus.PENDING, DeliveryStatus.FAILED], next_attempt_at__lte=now
+    ) & (Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - LEASE))
+
+
+def report_url(report: Report) -> str:
+    return settings.SITE_URL.rstrip("/") + reverse("reports:detail", args=[report.pk])
+
+
+def email_context(report: Report) -> dict[str, Any]:
+    return {
+        "report": report.content,
+        "chart_src": email_chart_src(),
+        "report_url": report_url(report),
+    }
+
+
+def deliver(delivery_id: int, *, now: datetime | None = None) -> ReportDelivery | None:
+    """Send one delivery if it is due and nobody else is sending it; None when not ours."""
+    now = now or timezone.now()
+    claimed = ReportDelivery.objects.filter(_due(now), pk=delivery_id).update(
+        claimed_at=now, attempts=F("attempts") + 1
+    )
+    if not claimed:
+        return None
+    delivery = ReportDelivery.objects.select_related("report").get(pk=delivery_id)
+    report = delivery.report
+    images = [(chart.content_id, bytes(chart.png)) for chart in report.charts.all()]
+    try:
+        sent = emails.send(EMAIL, [delivery.address], email_context(report), inline_images=images)
+        if not sent:
+            raise OSError("The mail backend accepted no message.")
+    except Exception as exc:  # whatever broke, the row records it and waits for a retry
+        if not isinstance(exc, OSError):
+            logger.exception("Report delivery %s failed unexpectedly", delivery_id)
+        return _failed(delivery, exc, now)
+    ReportDelivery.objects.filter(pk=delivery.pk, claimed_at=now).update(
+        status=DeliveryStatus.SENT,
+        sent_at=timezone.now(),
+        next_attempt_at=None,
+        claimed_at=None,
+        last_error="",
+    )
+    delivery.refresh_from_db()
+    return delivery
+
+
+def _failed(delivery: ReportDelivery, exc: Exception, claimed_at: datetime) -> ReportDelivery:
+    error = f"{type(exc).__name__}: {exc}"[:ERROR_LENGTH]
+    retry_at = None
+    if delivery.attempts < max_attempts():
+        retry_at = timezone.now() + backoff(delivery.attempts)
+    ReportDelivery.objects.filter(pk=delivery.pk, claimed_at=claimed_at).update(
+        status=DeliveryStatus.FAILED, last_error=error, next_attempt_at=retry_at, claimed_at=None
+    )
+    logger.warning("Report delivery %s to %s failed: %s", delivery.pk, delivery.address, error)
+    delivery.refresh_from_db()
+    return delivery
+
+
+def due_for_retry(now: datetime | None = None, limit: int = 500) -> list[int]:
+    """Failed deliveries whose backoff is over, and pending ones nobody picked up after commit."""
+    now = now or timezone.now()
+    waiting = Q(status=DeliveryStatus.FAILED) | Q(next_attempt_at__lte=now - PENDING_GRACE)
+    return list(
+        ReportDelivery.objects.filter(_due(now))
+        .filter(waiting)
+        .order_by("next_attempt_at", "pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
+def resend(deliveries: QuerySet[ReportDelivery], *, include_sent: bool = False) -> list[int]:
+    """Try deliveries again now (failed and stuck ones; sent ones too when asked)."""
+    now = timezone.now()
+    chosen = deliveries if include_sent else deliveries.unsent()
+    ids = list(chosen.values_list("pk", flat=True))
+    # A row a worker is sending right now keeps its claim: the queued send then skips it.
+    ReportDelivery.objects.filter(pk__in=ids).update(
+        status=DeliveryStatus.PENDING, next_attempt_at=now, attempts=0
+    )
+    _queue_after_commit(ids)
+    return ids
+
+
+def render_page_html(report: Report) -> str:
+    """The report's body for the web page: the same template, charts served by URL."""
+    chart_src = {name: reverse("reports:chart", args=[report.pk, name]) for name in charts.CHARTS}
+    return render_to_string(
+        "reports/_report.html", {"report": report.content, "chart_src": chart_src}
+    )

@@ -135,6 +135,7 @@ class ReportAdmin(admin.ModelAdmin):
             .select_related("service")
             .with_delivery_counts()
             .defer("content", "html", "text")
+            .order_by("-period_start", "-id")
         )
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -60,7 +60,11 @@ def change_failure_rate(series: list[dict[str, Any]]) -> bytes:
         float("nan") if row["change_failure_rate"] is None else row["change_failure_rate"]
         for row in series
     ]
-    axes.plot(labels, rates, color=RATE_COLOUR, marker="o", linewidth=1.6)
+    # Numeric positions: with category labels matplotlib would drop the weeks without a rate.
+    positions = list(range(len(labels)))
+    axes.plot(positions, rates, color=RATE_COLOUR, marker="o", linewidth=1.6)
+    axes.set_xticks(positions, labels)
+    axes.set_xlim(-0.5, len(labels) - 0.5)
     axes.set_ylim(0, 1.05)
     axes.yaxis.set_major_formatter(PercentFormatter(xmax=1, decimals=0))
     axes.set_title("Change failure rate per week", fontsize=10, loc="left")

@@ -170,10 +170,14 @@ def gate_decisions(service: Service | None, period: Period) -> list[dict[str, An
     )
     rows = []
     for event in events[:LIST_LIMIT]:
+        comment = event.reason
         if event.verb == EventVerb.SIGNOFF_DECIDED:
             decision = "go"
-            signers = [s.get("signer", "") for s in event.data.get("signers", [])]
+            rows = event.data.get("signers", [])
+            signers = [s.get("signer", "") for s in rows]
             gate = event.data.get("gate", "")
+            # The decision's own reason only restates the rule: show what the signers wrote.
+            comment = "; ".join(f"{s['signer']}: {s['comment']}" for s in rows if s.get("comment"))
         elif event.verb == EventVerb.SIGNED_OFF:
             decision, signers, gate = "no-go", [event.actor_name], event.data.get("gate", "")
         else:
@@ -187,7 +191,7 @@ def gate_decisions(service: Service | None, period: Period) -> list[dict[str, An
                 "gate": gate or (f"leaving stage {event.stage.name}" if event.stage else ""),
                 "decision": decision,
                 "signers": signers,
-                "comment": event.reason,
+                "comment": comment,
             }
         )
     return rows

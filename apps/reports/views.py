@@ -85,6 +85,7 @@ def report_list(request: HttpRequest) -> HttpResponse:
         Report.objects.select_related("service")
         .with_delivery_counts()
         .defer("content", "html", "text")
+        .order_by("-period_start", "-id")
     )
     page = Paginator(reports, PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "reports/list.html", {"page": page, "reports": page.object_list})

@@ -206,7 +206,9 @@ class ChartSet:
 
 
 def _slot(step: timedelta) -> Floor:
-    return Floor(EpochSeconds("at") / step.total_seconds())
+    # SQLite computes the epoch through julianday(), a few microseconds off: a sample stamped
+    # exactly on a bucket's edge would otherwise land in the bucket before.
+    return Floor((EpochSeconds("at") + 0.001) / step.total_seconds())
 
 
 def _at(slot: float, step: timedelta) -> datetime:

@@ -129,7 +129,7 @@ def build(user: Any) -> dict[str, Any]:
             "green": sum(r.light.colour == "green" for r in rows),
         },
         "incidents_installed": incidents.installed(),
-        "open_incidents": sum(counts.values()),
+        "open_incidents": incidents.open_total(),
         "finished_within_days": FINISHED_WITHIN.days,
     }
 

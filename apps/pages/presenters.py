@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 
 from apps.releases.choices import EventVerb, ReleaseStatus
 from apps.releases.models import Event, Release, Stage
@@ -27,7 +28,6 @@ BLOCKER_TARGETS: dict[str, tuple[str, str]] = {
     "metrics": ("#metrics", "see the metric checks"),
     "traffic": ("#metrics", "see the traffic"),
     "paused": ("#actions", "resume"),
-    "incident": ("#incidents", "see the incidents"),
 }
 
 
@@ -67,6 +67,14 @@ class BlockerRow:
     link_text: str
 
 
+def _has_url(name: str) -> bool:
+    try:
+        reverse(name)
+    except NoReverseMatch:
+        return False
+    return True
+
+
 def blocker_rows(release: Release, verdict: Verdict) -> list[BlockerRow]:
     rows = []
     for blocker in verdict.blockers:
@@ -74,6 +82,10 @@ def blocker_rows(release: Release, verdict: Verdict) -> list[BlockerRow]:
         if blocker.kind == "freeze":
             href = reverse("admin:signoffs_freezewindow_changelist")
             text = "freeze windows"
+        elif blocker.kind == "incident" and _has_url("pages:incidents"):
+            # The incident holding the gate is another release's: the service's incident list.
+            href = f"{reverse('pages:incidents')}?service={quote(release.service.slug)}"
+            text = "the service's incidents"
         rows.append(BlockerRow(blocker, href, text))
     return rows
 

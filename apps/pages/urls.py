@@ -1,5 +1,6 @@
-"""The pages' URLs: the dashboard at /, the release page and its forms."""
+"""The pages' URLs: the dashboard at /, the release page and its forms, the incident list."""
 
+from django.apps import apps
 from django.urls import path
 
 from . import views
@@ -13,3 +14,7 @@ urlpatterns = [
     path("releases/<int:pk>/checklist-items/<int:item_pk>/", views.tick_item, name="tick_item"),
     path("releases/<int:pk>/sign/", views.sign, name="sign"),
 ]
+
+if apps.is_installed("apps.incidents"):
+    # The list only: each incident's own page (/incidents/<id>/) belongs to the incidents app.
+    urlpatterns.append(path("incidents/", views.incident_list, name="incidents"))

@@ -32,7 +32,7 @@ from apps.signoffs import services as signoffs
 from apps.signoffs.choices import Decision
 
 from . import dashboard as dashboard_data
-from . import release_page
+from . import incidents, release_page
 
 VIEW_PERM = "releases.view_release"
 NO_VIEW = (
@@ -202,3 +202,20 @@ def sign(request: HttpRequest, pk: int) -> HttpResponse:
     said = "go" if decision == Decision.GO else "no-go"
     messages.success(request, f"Your {said} is recorded.")
     return _back(release, "#signoffs")
+
+
+@login_required
+@require_GET
+def incident_list(request: HttpRequest) -> HttpResponse:
+    """Unresolved incidents first, by severity: age, escalation level, who was paged, and the
+    acknowledge / resolve buttons (which post to the incidents app's own pages)."""
+    if not request.user.has_perm("incidents.view_incident"):
+        return _forbidden(
+            request, "Seeing incidents needs the Viewers, Approvers or Release managers role."
+        )
+    context = incidents.incident_list(
+        request.user,
+        service=request.GET.get("service", ""),
+        show_all=request.GET.get("status") == "all",
+    )
+    return render(request, "pages/incidents.html", context)

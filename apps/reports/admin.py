@@ -71,9 +71,9 @@ class ReportSubscriptionAdmin(admin.ModelAdmin):
         sent = []
         for subscription in queryset.select_related("user", "service"):
             delivery = services.send_now(subscription)
-            sent.append(f"{delivery.address} ({delivery.get_status_display().lower()})")
+            sent.append(f"{delivery.report.period_label} to {delivery.address}")
         self.message_user(
-            request, f"Sent {len(sent)} report(s): {', '.join(sent)}.", messages.SUCCESS
+            request, f"Sending {len(sent)} report(s): {'; '.join(sent)}.", messages.SUCCESS
         )
 
 

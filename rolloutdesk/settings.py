@@ -253,6 +253,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "ReleaseStatusEnum": "apps.releases.choices.ReleaseStatus",
         "StageStatusEnum": "apps.releases.choices.StageStatus",
+        "IncidentStatusEnum": "apps.incidents.choices.IncidentStatus",
     },
 }
 

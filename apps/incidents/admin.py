@@ -73,8 +73,8 @@ class DeliveryInline(ReadOnlyInline):
     ordering = ["created_at", "id"]
 
 
-class IncidentAddForm(forms.ModelForm):
-    """Opening an incident by hand; saved through lifecycle.open_incident, never form.save()."""
+class IncidentForm(forms.ModelForm):
+    """Opening (saved through lifecycle.open_incident) or editing an incident by hand."""
 
     class Meta:
         model = Incident
@@ -82,7 +82,8 @@ class IncidentAddForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        service, release = cleaned.get("service"), cleaned.get("release")
+        service = cleaned.get("service") or getattr(self.instance, "service", None)
+        release = cleaned.get("release")
         if service and release and release.service_id != service.pk:
             self.add_error("release", f"This release is not a release of {service}.")
         return cleaned
@@ -111,7 +112,7 @@ class IncidentAdmin(admin.ModelAdmin):
     date_hierarchy = "opened_at"
     actions = ["acknowledge_incidents", "resolve_incidents"]
     inlines = [IncidentEventInline, DeliveryInline]
-    add_form = IncidentAddForm
+    form = IncidentForm
     fields = [
         "service",
         "title",
@@ -151,17 +152,10 @@ class IncidentAdmin(admin.ModelAdmin):
     ]
 
     def get_fields(self, request: HttpRequest, obj: Incident | None = None) -> list[str]:
-        return list(IncidentAddForm.Meta.fields) if obj is None else self.fields
+        return list(IncidentForm.Meta.fields) if obj is None else self.fields
 
     def get_readonly_fields(self, request: HttpRequest, obj: Incident | None = None) -> list[str]:
         return [] if obj is None else self.change_readonly_fields
-
-    def get_form(
-        self, request: HttpRequest, obj: Incident | None = None, change: bool = False, **kwargs: Any
-    ) -> type[forms.ModelForm]:
-        if obj is None:
-            kwargs["form"] = self.add_form
-        return super().get_form(request, obj, change=change, **kwargs)
 
     def get_inlines(self, request: HttpRequest, obj: Incident | None) -> list:
         return [] if obj is None else self.inlines

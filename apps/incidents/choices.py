@@ -17,15 +17,6 @@ class Severity(models.TextChoices):
         """1 for SEV1 … 4 for SEV4: lower is more severe."""
         return int(value[-1])
 
-    @classmethod
-    def at_or_above(cls, value: str) -> list[str]:
-        """The severities as severe as `value` or more."""
-        return [s for s in cls.values if cls.rank(s) <= cls.rank(value)]
-
-    @classmethod
-    def short(cls, value: str) -> str:
-        return value.upper()
-
 
 # Severities whose open incidents hold the other rollouts of their service.
 BLOCKING_SEVERITIES = [Severity.SEV1, Severity.SEV2]

@@ -198,6 +198,11 @@ def update(
     with transaction.atomic():
         locked = Incident.objects.select_for_update(of=("self",)).get(pk=incident.pk)
         _authorize(actor, locked)
+        release = changes.get("release")
+        if release is not None and release.service_id != locked.service_id:
+            raise ValidationError(
+                {"release": f"Release {release.pk} is not a release of this service."}
+            )
         diff = {}
         for name, value in changes.items():
             before = getattr(locked, name)

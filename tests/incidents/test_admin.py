@@ -20,8 +20,8 @@ from apps.incidents.models import (
     IncidentRouting,
     NotificationDelivery,
 )
-from tests.factories import ServiceFactory
-from tests.incidents.conftest import closed_port
+from tests.factories import ServiceFactory, make_release
+from tests.incidents.conftest import closed_port, make_policy
 
 pytestmark = pytest.mark.django_db
 
@@ -229,3 +229,48 @@ def test_roles_hold_the_incident_permissions(rita, alice, victor):
     assert not alice.has_perm("incidents.change_escalationpolicy")
     assert victor.has_perm("incidents.view_incident")
     assert not victor.has_perm("incidents.respond_incident")
+
+
+def test_an_edit_naming_another_services_release_is_refused(rita, service, other_service):
+    incident = lifecycle.open_incident(service=service, title="Down", actor=SYSTEM)
+    elsewhere = make_release(service=other_service)
+    url = reverse("admin:incidents_incident_change", args=[incident.pk])
+    response = logged_in(rita).post(
+        url,
+        {
+            "title": "Down",
+            "severity": "sev3",
+            "description": "",
+            "release": elsewhere.pk,
+            **_empty_inlines(),
+        },
+    )
+    assert response.status_code == 200
+    assert "This release is not a release of AI Orchestra." in response.content.decode()
+    incident.refresh_from_db()
+    assert incident.release is None
+    assert not incident.events.filter(verb=IncidentVerb.UPDATED).exists()
+
+
+def test_delivery_and_policy_lists_cost_a_fixed_number_of_queries(
+    rita, service, people, rotation, routing, run, django_assert_num_queries
+):
+    client = logged_in(rita)
+    deliveries = reverse("admin:incidents_notificationdelivery_changelist")
+    policies = reverse("admin:incidents_escalationpolicy_changelist")
+    run(lifecycle.open_incident, service=service, title="Down", actor=SYSTEM)
+    with CaptureQueriesContext(connection) as few_deliveries:
+        client.get(deliveries)
+    with CaptureQueriesContext(connection) as few_policies:
+        client.get(policies)
+    for n in range(4):
+        more = ServiceFactory(name=f"Service {n}", slug=f"service-{n}")
+        policy = make_policy(people, rotation, name=f"Policy {n}")
+        IncidentRouting.objects.create(service=more, policy=policy)
+        run(lifecycle.open_incident, service=more, title=f"Down {n}", actor=SYSTEM)
+    with django_assert_num_queries(len(few_deliveries.captured_queries)):
+        response = client.get(deliveries)
+    assert response.context["cl"].result_count == 5
+    with django_assert_num_queries(len(few_policies.captured_queries)):
+        response = client.get(policies)
+    assert "Service 3" in response.content.decode()

@@ -181,7 +181,6 @@ class IncidentEvent(models.Model):
         *,
         reason: str = "",
         data: dict[str, Any] | None = None,
-        at: Any = None,
     ) -> IncidentEvent:
         """Append one entry to an incident's timeline."""
         return cls.objects.create(
@@ -193,7 +192,6 @@ class IncidentEvent(models.Model):
             actor_token_id=actor.token_id,
             reason=reason,
             data=data or {},
-            created_at=at or timezone.now(),
         )
 
     def summary(self) -> str:

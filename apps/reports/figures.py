@@ -173,11 +173,13 @@ def gate_decisions(service: Service | None, period: Period) -> list[dict[str, An
         comment = event.reason
         if event.verb == EventVerb.SIGNOFF_DECIDED:
             decision = "go"
-            rows = event.data.get("signers", [])
-            signers = [s.get("signer", "") for s in rows]
+            signed = event.data.get("signers", [])
+            signers = [s.get("signer", "") for s in signed]
             gate = event.data.get("gate", "")
             # The decision's own reason only restates the rule: show what the signers wrote.
-            comment = "; ".join(f"{s['signer']}: {s['comment']}" for s in rows if s.get("comment"))
+            comment = "; ".join(
+                f"{s['signer']}: {s['comment']}" for s in signed if s.get("comment")
+            )
         elif event.verb == EventVerb.SIGNED_OFF:
             decision, signers, gate = "no-go", [event.actor_name], event.data.get("gate", "")
         else:

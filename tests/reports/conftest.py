@@ -140,7 +140,9 @@ def week(service, other_service, production, rita, rita_actor, alice):
         with at(asked):
             asking.request_signoffs(rel, actor=rita_actor)
         with at(signed):
-            signoffs.sign(rel, user=alice, decision=Decision.GO)
+            signoffs.sign(
+                rel, user=alice, decision=Decision.GO, comment=f"{rel.version} looks clean"
+            )
 
     # --- the previous week (9 – 15 Nov) ---
     p1 = release(service, "1.9.0", commit_time="2026-11-09 08:00")

@@ -154,9 +154,9 @@ def test_releases_gates_checks_incidents_and_next_steps(week):
     assert in_progress == {("AI Orchestra 2.0.3", "canary", 5), ("Billing 5.2.1", "canary", 5)}
 
     decisions = report["gates"]["decisions"]
-    assert [(d["release"], d["decision"], d["signers"]) for d in decisions] == [
-        ("AI Orchestra 2.0.0", "go", ["alice"]),
-        ("AI Orchestra 2.0.1", "go", ["alice"]),
+    assert [(d["release"], d["decision"], d["signers"], d["comment"]) for d in decisions] == [
+        ("AI Orchestra 2.0.0", "go", ["alice"], "alice: 2.0.0 looks clean"),
+        ("AI Orchestra 2.0.1", "go", ["alice"], "alice: 2.0.1 looks clean"),
     ]
     assert report["gates"]["signoff_wait"]["stages"] == [
         {"stage": "canary", "gates": 2, "average": 3 * H, "longest": 4 * H}

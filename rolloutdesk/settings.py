@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "apps.api",
     "apps.demo",
     "apps.pages",
+    "apps.hardening",
 ]
 
 MIDDLEWARE = [
@@ -228,6 +229,10 @@ INCIDENTS_ALERTMANAGER_SERVICE_LABEL = env(
 INCIDENTS_WEBHOOK_TIMEOUT = env.float("INCIDENTS_WEBHOOK_TIMEOUT", default=5.0)
 # Attempts per notification before it stays failed for a person to re-send from the admin.
 INCIDENTS_DELIVERY_MAX_ATTEMPTS = env.int("INCIDENTS_DELIVERY_MAX_ATTEMPTS", default=10)
+
+# --- hardening -----------------------------------------------------------------------------
+# Mount /bench/floor/ (a constant JSON view, the benchmarks' framework floor). Off in production.
+BENCH_FLOOR_VIEW = env.bool("BENCH_FLOOR_VIEW", default=False)
 
 # --- REST framework ------------------------------------------------------------------------
 REST_FRAMEWORK = {

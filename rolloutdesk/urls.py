@@ -1,5 +1,6 @@
 """Top-level URLs: the pages (dashboard at /), the admin and the API."""
 
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
@@ -14,3 +15,6 @@ urlpatterns = [
     path("", include("apps.signoffs.urls")),
     path("", include("apps.incidents.urls")),
 ]
+
+if settings.BENCH_FLOOR_VIEW:
+    urlpatterns.append(path("", include("apps.hardening.urls")))

@@ -1,0 +1,11 @@
+"""URLs of the hardening app: only the bench floor, mounted when BENCH_FLOOR_VIEW is on."""
+
+from django.urls import path
+
+from . import views
+
+app_name = "hardening"
+
+urlpatterns = [
+    path("bench/floor/", views.floor, name="floor"),
+]

@@ -1,0 +1,92 @@
+"""Benchmark: one whole tick (metric checks + auto-advance) over 100, 1,000 and 5,000 releases.
+
+Not a test. For each size, fills its own database with bulk SQL (that many in-progress releases,
+four criteria on their plan, about 30 minutes of per-minute samples for every release and
+metric), then runs the tick's task body in this process, as a worker would, and counts its
+queries and seconds. Beside it, in the same run: the floor, the tick over the same database with
+no release in progress (its fixed cost). Growth should be no worse than linear: the
+seconds-per-release column should stay flat and the query count should not follow the releases.
+
+    .venv/bin/python bench/tick_scale.py                 # rd_bench_tick on 127.0.0.1:5432
+    .venv/bin/python bench/tick_scale.py --sizes 100 1000 5000 --minutes 30
+
+It wipes and fills its own database: the database name must contain "bench".
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from datetime import timedelta
+
+from common import fill, machine_report, setup_django
+
+
+def measure(work) -> tuple[int, float, object]:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    connection.queries_log.clear()
+    with CaptureQueriesContext(connection) as queries:
+        started = time.perf_counter()
+        result = work()
+        elapsed = time.perf_counter() - started
+    return len(queries), elapsed, result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 5000])
+    parser.add_argument("--minutes", type=int, default=30, help="Samples per series.")
+    args = parser.parse_args()
+    setup_django("rd_bench_tick")
+    machine_report()
+    import scipy.stats  # noqa: F401  (the first z-test would otherwise pay for the import)
+    import time_machine
+
+    from apps.releases.models import Release, Stage
+    from apps.rollouts.tasks import tick
+
+    rows = []
+    for size in args.sizes:
+        data = fill(releases=size, running=size, samples=size * 4 * args.minutes)
+        print(f"  {size:,} running releases, {data['samples']:,} samples: filled in "
+              f"{data['seconds']:.1f}s")  # fmt: skip
+        # Steady state: every release soaking (entered its stage an hour ago), so the tick
+        # evaluates every criterion and advances nothing.
+        Stage.objects.filter(status="active").update(entered_at=data["now"] - timedelta(hours=1))
+        # As of just after the newest sample, so every window has its data.
+        with time_machine.travel(data["now"] + timedelta(seconds=30), tick=True):
+            queries, seconds, result = measure(tick.run)
+        rows.append((f"tick over {size:,} in-progress releases", size, queries, seconds, result))
+        if size == 1000:
+            # One release in ten due to auto-advance: what each advance adds.
+            due = list(Release.objects.in_progress().values_list("pk", flat=True)[::10])
+            Stage.objects.filter(status="active", release_id__in=due).update(
+                entered_at=data["now"] - timedelta(days=3)
+            )
+            with time_machine.travel(data["now"] + timedelta(seconds=90), tick=True):
+                queries, seconds, result = measure(tick.run)
+            rows.append(
+                (f"  same, {len(due)} of them due to advance", size, queries, seconds, result)
+            )
+        if size == args.sizes[0]:
+            # The floor: the same tick with nothing in progress (what it costs to look).
+            Release.objects.update(status="completed")
+            with time_machine.travel(data["now"] + timedelta(seconds=150), tick=True):
+                queries, seconds, result = measure(tick.run)
+            rows.insert(0, ("floor: tick with no release in progress", 0, queries, seconds, result))
+    print()
+    print(f"{'':42} {'releases':>8} {'queries':>8} {'seconds':>8} {'ms/release':>10} "
+          f"{'advanced':>8}")  # fmt: skip
+    for label, size, queries, seconds, result in rows:
+        per = f"{seconds / size * 1000:10.2f}" if size else f"{'':10}"
+        print(f"{label:42} {size:8,d} {queries:8d} {seconds:8.2f} {per} "
+              f"{result.get('advanced', 0):8d}")  # fmt: skip
+    by_size = {size: seconds for _, size, _, seconds, _ in rows if size}
+    if 1000 in by_size:
+        print(f"\nAim: 1,000 releases in under 2 s: {by_size[1000]:.2f} s.")
+
+
+if __name__ == "__main__":
+    main()

@@ -132,6 +132,9 @@ def obtain_report(
                 ReportChart(report=report, name=name, title=title, png=png)
                 for name, title, png in draft.charts
             )
+            # Archive the email exactly as recipients get it: with the link to this report.
+            report.subject, report.text, report.html = emails.render(EMAIL, email_context(report))
+            report.save(update_fields=["subject", "text", "html"])
     except IntegrityError:
         report = _existing(service, period)
         if report is None:

@@ -74,6 +74,9 @@ def test_both_parts_the_subject_and_the_inline_charts(week, run):
         assert image.get_content_disposition() == "inline"
     assert message.message().get_content_type() == "multipart/related"
     assert f"/reports/{report.pk}/" in text and f"/reports/{report.pk}/" in html
+    # The archive keeps the email as it was sent.
+    report.refresh_from_db()
+    assert (report.subject, report.text, report.html) == (message.subject, text, html)
 
 
 def test_the_subject_names_a_service_scope(week, run, service):

@@ -137,3 +137,11 @@ def test_subscribers_of_the_same_scope_and_zone_share_one_report(run, service):
         "all@example.com",
         "b@example.com",
     ]
+
+
+def test_beat_runs_the_due_reports_task_every_five_minutes(settings):
+    from apps.reports.tasks import send_due_reports
+
+    entry = settings.CELERY_BEAT_SCHEDULE["reports-send-due"]
+    assert entry["schedule"] == 300.0
+    assert entry["task"] == send_due_reports.name

@@ -29,6 +29,7 @@ from .models import (
     RotationMember,
     RotationOverride,
 )
+from .templatetags.incident_tags import duration
 
 # How many incident names one message lists before it says "and N more".
 MESSAGE_NAME_LIMIT = 10
@@ -193,11 +194,11 @@ class IncidentAdmin(admin.ModelAdmin):
 
     @admin.display(description="Time to ack.")
     def time_to_ack(self, obj: Incident) -> str:
-        return _duration(obj.time_to_acknowledge)
+        return duration(obj.time_to_acknowledge)
 
     @admin.display(description="Time to resolve")
     def time_to_resolve_column(self, obj: Incident) -> str:
-        return _duration(obj.time_to_resolve)
+        return duration(obj.time_to_resolve)
 
     @admin.display(description="Page")
     def page_link(self, obj: Incident) -> str:
@@ -230,14 +231,6 @@ class IncidentAdmin(admin.ModelAdmin):
                 f" and {more} more" if more > 0 else ""
             )
             self.message_user(request, f"{done} {len(changed)} incident(s): {names}.")
-
-
-def _duration(value: Any) -> str:
-    if value is None:
-        return "—"
-    minutes = int(value.total_seconds() // 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m"
 
 
 @admin.register(Contact)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 import pytest
@@ -119,6 +120,8 @@ def test_the_emailed_acknowledge_link_asks_first_and_acts_only_on_post(
     assert "Resolved incident #" in detail  # the success message
     assert "escalated to L1: paging Ada" in detail and "Rolled back" in detail
     assert "ada@example.com" in detail
+    assert re.search(r"\(after \d+s\)", detail)  # time to acknowledge and to resolve
+    assert "escalating until someone acknowledges (as PagerDuty)" in detail
 
 
 def test_a_paged_person_without_a_role_may_respond_others_may_not(

@@ -271,6 +271,12 @@ class EscalationPolicy(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def rule_text(self) -> str:
+        """The escalate-while rule in a sentence's words."""
+        if self.escalate_while == EscalateWhile.UNRESOLVED:
+            return "until the incident is resolved"
+        return "until someone acknowledges (as PagerDuty)"
+
     def ordered_levels(self) -> list[EscalationLevel]:
         return sorted(self.levels.all(), key=lambda lv: (lv.after_minutes, lv.position, lv.pk))
 

@@ -11,15 +11,6 @@ from .incidents import Incident, IncidentEvent
 from .oncall import Contact
 
 
-class DeliveryQuerySet(models.QuerySet):
-    def waiting(self) -> DeliveryQuerySet:
-        """Not sent yet and still to be tried (failed ones past their last attempt excluded)."""
-        return self.filter(
-            status__in=[DeliveryStatus.PENDING, DeliveryStatus.FAILED],
-            next_attempt_at__isnull=False,
-        )
-
-
 class NotificationDelivery(models.Model):
     """One message to one target: a page by email, or a post to the service's webhook.
 
@@ -59,8 +50,6 @@ class NotificationDelivery(models.Model):
     # Set while a worker sends it; a claim older than the lease is taken as abandoned.
     claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
     sent_at = models.DateTimeField(null=True, blank=True)
-
-    objects = DeliveryQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -116,10 +116,6 @@ class Incident(models.Model):
         return self.severity.upper()
 
     @property
-    def is_resolved(self) -> bool:
-        return self.status == IncidentStatus.RESOLVED
-
-    @property
     def time_to_acknowledge(self) -> timedelta | None:
         if self.acknowledged_at is None:
             return None

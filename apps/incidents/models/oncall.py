@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from apps.releases.models import Service
 
-from ..choices import EscalateWhile, IncidentStatus, Severity, Weekday
+from ..choices import EscalateWhile, Severity, Weekday
 
 
 def validate_http_url(value: str) -> None:
@@ -298,12 +298,6 @@ class EscalationPolicy(models.Model):
                     )
                 )
         return steps
-
-    def keeps_escalating(self, status: str) -> bool:
-        """Does an incident in this status still climb the table?"""
-        if self.escalate_while == EscalateWhile.UNRESOLVED:
-            return status in IncidentStatus.unresolved()
-        return status == IncidentStatus.OPEN
 
 
 class EscalationLevel(models.Model):

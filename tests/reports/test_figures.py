@@ -3,13 +3,17 @@ out by hand from what happened, and against the week before."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from apps.reports import content
 from apps.reports.schedule import period_containing
-from tests.reports.conftest import GENERATED_AT
+from apps.rollouts import transitions
+from tests.factories import PlanFactory, make_release
+from tests.reports.conftest import GENERATED_AT, at
 
 pytestmark = pytest.mark.django_db
 
@@ -201,3 +205,23 @@ def test_the_weekly_series_behind_the_charts(week):
     }
     assert (series[-2]["completed"], series[-2]["change_failure_rate"]) == (2, 0.0)
     assert all(w["completed"] == 0 and w["change_failure_rate"] is None for w in series[:-2])
+
+
+def test_the_report_takes_the_same_number_of_queries_for_more_releases(
+    week, service, production, rita_actor
+):
+    with CaptureQueriesContext(connection) as first:
+        build()
+    plan = PlanFactory(slug="plan-more", stages=[("all", 100, timedelta(0), False)])
+    for index in range(5):
+        with at(f"2026-11-19 1{index}:00"):
+            release = make_release(
+                service=service, environment=production, plan=plan, version=f"3.0.{index}"
+            )
+            transitions.start(release, actor=rita_actor)
+            transitions.advance(release, actor=rita_actor)
+    with CaptureQueriesContext(connection) as second:
+        report = build()
+    assert overview(report)["deployments"] == (8, 2)
+    # Every section is aggregated in SQL: no query per release.
+    assert len(second.captured_queries) == len(first.captured_queries)

@@ -60,6 +60,9 @@ def build_plan(
         },
     )
     link(plan, template, "canary")
+    for i in range(extra_stages):
+        step = make_template(f"Step {i} exit {slug}", ChecklistKind.STAGE_EXIT, {"Checks": ["Ok"]})
+        link(plan, step, f"step-{i}")
     quorum = {"quorum": QuorumMode.COUNT, "approvals_needed": approvals} if approvals else {}
     rule = SignOffRule.objects.create(
         plan=plan, stage_template=plan.stages.get(name="canary"), **quorum

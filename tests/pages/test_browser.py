@@ -21,7 +21,7 @@ from tests.pages.conftest import SMOKE, Rollout, build_plan, start_rollout
 
 pytestmark = [
     pytest.mark.services,
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.django_db(transaction=True),
 ]
 
 CHROMIUM = "/usr/bin/chromium"
@@ -229,3 +229,6 @@ def test_readable_on_a_phone(browser_rollout, victor, live_server, open_page):
     assert page.locator("#traffic").is_visible()
     assert "Amber" in page.locator(".headline .light").inner_text()
     shot(page, "release-390")
+    for path in (f"/releases/{browser_rollout.release.pk}/signoff/", "/incidents/", "/oncall/"):
+        page.goto(live_server.url + path)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390, path

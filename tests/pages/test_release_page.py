@@ -213,3 +213,26 @@ def test_chart_has_threshold_lines_two_series_and_verdicts(rollout, victor):
     assert 55 <= treatment.count("L") + treatment.count("M") <= 62
     assert chart.count('data-verdict="pass"') == 4
     assert 'Latest: <span class="verdict verdict-pass">Pass</span>' in chart
+
+
+def test_each_status_offers_its_own_buttons(rollout, production, rita):
+    from apps.core.actors import Actor
+    from apps.rollouts import transitions
+    from tests.factories import make_release
+
+    def buttons(release) -> list[str]:
+        html = page(client_for(rita), release)
+        return re.findall(r'<details class="action[^"]*" id="action-(\w+)"', html)
+
+    assert buttons(rollout.release) == ["advance", "pause", "rollback"]
+    planned = make_release(service=rollout.release.service, environment=production)
+    assert buttons(planned) == ["start", "abort"]
+    transitions.pause(rollout.release, actor=Actor.system("tests"), reason="hold")
+    assert buttons(rollout.release) == ["resume", "rollback"]
+    response = client_for(rita).post(
+        reverse("pages:transition", args=[rollout.release.pk]),
+        {"action": "resume", "reason": "looks fine again"},
+    )
+    assert response.status_code == 302
+    rollout.release.refresh_from_db()
+    assert rollout.release.status == ReleaseStatus.IN_PROGRESS

@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "apps.api",
     "apps.demo",
     "apps.pages",
+    "apps.reports",
     "apps.hardening",
 ]
 
@@ -199,6 +200,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "apps.incidents.tasks.retry_deliveries",
         "schedule": 60.0,
         "options": {"expires": 55},
+    },
+    "reports-send-due": {
+        "task": "apps.reports.tasks.send_due_reports",
+        "schedule": 300.0,
+        "options": {"expires": 280},
     },
 }
 

@@ -14,6 +14,7 @@ urlpatterns = [
     path("api/v1/", include("apps.api.urls")),
     path("", include("apps.signoffs.urls")),
     path("", include("apps.incidents.urls")),
+    path("", include("apps.reports.urls")),
 ]
 
 if settings.BENCH_FLOOR_VIEW:

@@ -7,6 +7,8 @@ from datetime import datetime, timedelta
 import pytest
 import time_machine
 from django.core import mail
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from apps.core.actors import Actor
 from apps.incidents import escalation, lifecycle
@@ -218,3 +220,18 @@ def test_an_incident_of_a_service_without_a_policy_pages_nobody(service, rita_ac
     assert incident.policy is None
     assert run(escalation.escalate_due).examined == 0
     assert mail.outbox == []
+
+
+def test_a_tick_with_nothing_due_costs_a_fixed_number_of_queries(
+    service, routing, rita_actor, run, django_assert_num_queries
+):
+    with time_machine.travel(T0, tick=False) as clock:
+        open_sev(service, Severity.SEV3, rita_actor, run)
+        clock.move_to(T0 + 5 * MIN)
+        with CaptureQueriesContext(connection) as one:
+            escalation.escalate_due()
+        for _ in range(10):
+            open_sev(service, Severity.SEV3, rita_actor, run)
+        with django_assert_num_queries(len(one.captured_queries)):
+            report = escalation.escalate_due()
+    assert (report.examined, report.escalated) == (11, [])

@@ -410,6 +410,9 @@ class CheckResult(models.Model):
         ordering = ["-at", "-id"]
         indexes = [
             models.Index(fields=["release", "criterion", "at"], name="checkresult_history"),
+            # Reports read a period's results across all releases; without this they scan the
+            # whole history, which grows by one row per criterion per running release a minute.
+            models.Index(fields=["at"], name="checkresult_at"),
         ]
 
     def __str__(self) -> str:

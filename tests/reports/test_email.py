@@ -106,3 +106,21 @@ def test_a_subscription_for_a_user_uses_their_address(run, alice):
         clock.move_to(datetime(2026, 11, 23, 9, tzinfo=UTC))
         run(services.send_due)
     assert [m.to for m in mail.outbox] == [["alice@example.com"]]
+
+
+def test_long_lists_stop_at_fifty_rows_and_point_to_the_csv(week, run, service, production):
+    from apps.core.actors import Actor
+    from apps.rollouts import transitions
+    from tests.factories import make_release
+
+    with time_machine.travel(datetime(2026, 11, 18, 10, tzinfo=UTC), tick=False):
+        for n in range(55):
+            release = make_release(service=service, environment=production, version=f"bulk-{n}")
+            transitions.start(release, actor=Actor.system("tests"))
+    report = send_week(run)
+    [message] = mail.outbox
+    [(html, _)] = message.alternatives
+    total = len(report.content["releases"]["rows"])
+    assert total > 50
+    assert f"… and {total - 50} more releases in the CSV." in message.body
+    assert f"… and {total - 50} more releases in the CSV." in html

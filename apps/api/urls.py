@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from . import views, views_checks, views_incidents, views_signoffs
+from .views_checklists import ReleaseChecklistsView, ReleaseChecksView
 
 router = DefaultRouter()
 router.register("services", views.ServiceViewSet, basename="service")
@@ -24,6 +25,12 @@ urlpatterns = [
         "releases/<int:pk>/artifact/",
         views_signoffs.ReleaseArtifactView.as_view(),
         name="release-artifact",
+    ),
+    path("releases/<int:pk>/checks/", ReleaseChecksView.as_view(), name="release-checks"),
+    path(
+        "releases/<int:pk>/checklists/",
+        ReleaseChecklistsView.as_view(),
+        name="release-checklists",
     ),
     path("samples/", views_checks.SamplesView.as_view(), name="samples"),
     path(

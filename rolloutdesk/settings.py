@@ -67,6 +67,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "apps.hardening.throttling.FailedAuthThrottleMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -240,6 +241,14 @@ INCIDENTS_DELIVERY_MAX_ATTEMPTS = env.int("INCIDENTS_DELIVERY_MAX_ATTEMPTS", def
 # --- hardening -----------------------------------------------------------------------------
 # Mount /bench/floor/ (a constant JSON view, the benchmarks' framework floor). Off in production.
 BENCH_FLOOR_VIEW = env.bool("BENCH_FLOOR_VIEW", default=False)
+# Failed sign-ins and invalid API tokens one address may send per window before it gets 429.
+HARDENING_FAILED_LOGIN_LIMIT = env.int("HARDENING_FAILED_LOGIN_LIMIT", default=10)
+HARDENING_FAILED_TOKEN_LIMIT = env.int("HARDENING_FAILED_TOKEN_LIMIT", default=20)
+HARDENING_WINDOW_SECONDS = env.int("HARDENING_WINDOW_SECONDS", default=300)
+# Count the client by the proxy's X-Forwarded-For (only behind a proxy that sets it).
+HARDENING_TRUST_X_FORWARDED_FOR = env.bool("HARDENING_TRUST_X_FORWARDED_FOR", default=False)
+# Where rate-limit counters live: per process by default; e.g. redis://host:6379/2 to share them.
+CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
 
 # --- REST framework ------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -253,6 +262,10 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "apps.api.errors.exception_handler",
+    # Requests per minute per token, person or address (429 with Retry-After beyond).
+    "DEFAULT_THROTTLE_CLASSES": ["apps.hardening.throttling.ApiRateThrottle"],
+    # API_RATE_LIMIT="" turns it off (the benchmarks do, to measure the API itself).
+    "DEFAULT_THROTTLE_RATES": {"api": env("API_RATE_LIMIT", default="6000/minute") or None},
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "rolloutdesk API",

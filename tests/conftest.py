@@ -38,6 +38,14 @@ def _plain_http(settings) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _fresh_rate_limits() -> None:
+    """Rate-limit counters (kept in Django's cache) start empty in every test."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def celery_eager(request: pytest.FixtureRequest):
     """Tasks run in-process during tests, unless the test is marked `real_worker`.
 

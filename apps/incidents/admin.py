@@ -29,6 +29,7 @@ from .models import (
     RotationMember,
     RotationOverride,
 )
+from .models.deliveries import redact_url
 from .templatetags.incident_tags import duration
 
 # How many incident names one message lists before it says "and N more".
@@ -370,6 +371,22 @@ class IncidentRoutingInline(admin.StackedInline):
     extra = 1
     max_num = 1
 
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        # The webhook URL is a secret (its path authenticates the post): only those who may
+        # change the routing see it; the others see where it goes.
+        if self.has_change_permission(request, obj):
+            return list(self.fields)
+        return ["policy", "webhook_host"]
+
+    @admin.display(description="Webhook")
+    def webhook_host(self, obj: IncidentRouting) -> str:
+        return redact_url(obj.webhook_url) if obj.webhook_url else "—"
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        if self.has_change_permission(request, obj):
+            return []
+        return ["policy", "webhook_host"]
+
 
 ServiceAdmin.inlines = [*ServiceAdmin.inlines, IncidentRoutingInline]
 
@@ -382,7 +399,7 @@ class NotificationDeliveryAdmin(admin.ModelAdmin):
         "id",
         "incident",
         "channel",
-        "target",
+        "shown_target",
         "level",
         "round",
         "status",
@@ -401,7 +418,7 @@ class NotificationDeliveryAdmin(admin.ModelAdmin):
         "contact",
         "level",
         "round",
-        "target",
+        "shown_target",
         "idempotency_key",
         "status",
         "attempts",
@@ -410,6 +427,8 @@ class NotificationDeliveryAdmin(admin.ModelAdmin):
         "next_attempt_at",
         "sent_at",
     ]
+    # Only these: the raw target (a webhook's secret URL) stays off the page.
+    fields = readonly_fields
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -209,7 +209,7 @@ def _event_data(delivery: NotificationDelivery) -> dict[str, Any]:
     return {
         "delivery": delivery.pk,
         "channel": delivery.channel,
-        "target": delivery.target,
+        "target": delivery.shown_target,  # never a webhook's secret path in the timeline
         "attempt": delivery.attempts,
         "level": delivery.level,
     }

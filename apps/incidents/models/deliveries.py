@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -9,6 +11,15 @@ from django.utils import timezone
 from ..choices import Channel, DeliveryStatus
 from .incidents import Incident, IncidentEvent
 from .oncall import Contact
+
+
+def redact_url(url: str) -> str:
+    """https://hooks.example.com/services/T0/B0/secret -> https://hooks.example.com/…"""
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.hostname:
+        return "(webhook)"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}/…"
 
 
 class NotificationDelivery(models.Model):
@@ -63,7 +74,15 @@ class NotificationDelivery(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.get_channel_display()} to {self.target} ({self.get_status_display()})"
+        return f"{self.get_channel_display()} to {self.shown_target} ({self.get_status_display()})"
+
+    @property
+    def shown_target(self) -> str:
+        """The target as people and timelines may see it: a webhook URL's path is its secret
+        (Slack and its kind authenticate by it), so only the scheme and host are shown."""
+        if self.channel != Channel.WEBHOOK:
+            return self.target
+        return redact_url(self.target)
 
     @property
     def gave_up(self) -> bool:

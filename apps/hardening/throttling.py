@@ -1,0 +1,167 @@
+"""Rate limits: failed sign-ins and bad API tokens per client address, and API requests per caller.
+
+Counters live in Django's cache (CACHES; the default is per process, so with N web processes an
+address gets up to N times the allowance — set CACHE_URL to a shared cache to make it exact).
+A cache that fails never takes the site down with it: the limit is then not applied, and the
+failure is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from rest_framework.settings import api_settings
+from rest_framework.throttling import BaseThrottle
+
+logger = logging.getLogger(__name__)
+
+LOGIN_PATHS = ("/accounts/login/", "/admin/login/")
+API_PREFIX = "/api/"
+
+
+def client_address(request: HttpRequest) -> str:
+    """The caller's address; behind the proxy, its last X-Forwarded-For hop when trusted."""
+    if getattr(settings, "HARDENING_TRUST_X_FORWARDED_FOR", False):
+        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+        if forwarded:
+            return forwarded.split(",")[-1].strip()
+    return request.META.get("REMOTE_ADDR", "") or "unknown"
+
+
+@dataclass(frozen=True)
+class Window:
+    """At most `limit` failures per `seconds` from one address, then refused until it ends."""
+
+    name: str
+    limit: int
+    seconds: int
+
+    def _key(self, address: str) -> str:
+        bucket = int(time.time()) // self.seconds
+        return f"hardening:{self.name}:{address}:{bucket}"
+
+    def retry_after(self) -> int:
+        return self.seconds - int(time.time()) % self.seconds or 1
+
+    def blocked(self, address: str) -> bool:
+        try:
+            return (cache.get(self._key(address)) or 0) >= self.limit
+        except Exception:  # a cache outage must not lock everyone out (or in): log it
+            logger.warning("Rate-limit cache unavailable; %s not checked", self.name)
+            return False
+
+    def fail(self, address: str) -> int:
+        key = self._key(address)
+        try:
+            if cache.add(key, 1, timeout=self.seconds + 5):
+                return 1
+            return cache.incr(key)
+        except Exception:  # as above
+            logger.warning("Rate-limit cache unavailable; %s not counted", self.name)
+            return 0
+
+
+def token_window() -> Window:
+    return Window("token", settings.HARDENING_FAILED_TOKEN_LIMIT, settings.HARDENING_WINDOW_SECONDS)
+
+
+def login_window() -> Window:
+    return Window("login", settings.HARDENING_FAILED_LOGIN_LIMIT, settings.HARDENING_WINDOW_SECONDS)
+
+
+def _too_many(request: HttpRequest, window: Window, what: str) -> HttpResponse:
+    retry = window.retry_after()
+    message = f"Too many {what} from this address; try again in {retry} seconds."
+    if request.path.startswith(API_PREFIX):
+        response: HttpResponse = JsonResponse({"detail": message}, status=429)
+    else:
+        response = HttpResponse(message, status=429, content_type="text/plain; charset=utf-8")
+    response["Retry-After"] = str(retry)
+    return response
+
+
+class FailedAuthThrottleMiddleware:
+    """Refuse an address (429, Retry-After) that sent too many bad API tokens or failed sign-ins.
+
+    Counted after the fact: an API answer of 401 to a request carrying a token, a sign-in POST
+    answered with the form again (Django's login views redirect only on success). While an
+    address is blocked, even a correct token or password from it is refused, so guessing cannot
+    go on at a slower pace inside the window.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        address = client_address(request)
+        is_token = request.path.startswith(API_PREFIX) and "HTTP_AUTHORIZATION" in request.META
+        is_login = request.method == "POST" and request.path in LOGIN_PATHS
+        if is_token and token_window().blocked(address):
+            return _too_many(request, token_window(), "invalid API tokens")
+        if is_login and login_window().blocked(address):
+            return _too_many(request, login_window(), "failed sign-ins")
+        response = self.get_response(request)
+        if is_token and response.status_code == 401:
+            if token_window().fail(address) == token_window().limit:
+                logger.warning("Address %s blocked after repeated invalid API tokens", address)
+        elif is_login and response.status_code == 200:
+            if login_window().fail(address) == login_window().limit:
+                logger.warning("Address %s blocked after repeated failed sign-ins", address)
+        return response
+
+
+class ApiRateThrottle(BaseThrottle):
+    """Requests per period for each API token, person or (unauthenticated) address: 429 beyond.
+
+    The rate is API_RATE_LIMIT ("6000/minute" by default; "" turns it off). A fixed window
+    counted with one cache increment per request (DRF's own throttles keep a list of every
+    request's time, which grows with the rate); DRF adds Retry-After to the 429.
+    """
+
+    def __init__(self) -> None:
+        rate = api_settings.DEFAULT_THROTTLE_RATES.get("api")
+        self.limit, self.seconds = parse_rate(rate) if rate else (None, None)
+        self.retry = 0
+
+    def allow_request(self, request: Any, view: Any) -> bool:
+        if self.limit is None:
+            return True
+        window = int(time.time()) // self.seconds
+        key = f"hardening:api:{_caller(request)}:{window}"
+        try:
+            count = 1 if cache.add(key, 1, timeout=self.seconds + 5) else cache.incr(key)
+        except Exception:  # a cache outage must not answer 500 to every API call
+            logger.warning("Rate-limit cache unavailable; API rate not checked")
+            return True
+        if count <= self.limit:
+            return True
+        self.retry = self.seconds - int(time.time()) % self.seconds or 1
+        return False
+
+    def wait(self) -> float | None:
+        return self.retry or None
+
+
+def parse_rate(rate: str) -> tuple[int, int]:
+    """ "600/minute" -> (600, 60); the period is second, minute, hour or day (first letter)."""
+    count, _, period = rate.partition("/")
+    seconds = {"s": 1, "m": 60, "h": 3600, "d": 86400}[period.strip()[:1].lower()]
+    return int(count), seconds
+
+
+def _caller(request: Any) -> str:
+    from apps.api.authentication import TokenPrincipal
+
+    user = getattr(request, "user", None)
+    if isinstance(user, TokenPrincipal):
+        return f"token-{user.token.pk}"
+    if user is not None and user.is_authenticated:
+        return f"user-{user.pk}"
+    return f"addr-{client_address(request)}"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -20,6 +20,7 @@ from .models import MetricDefinition, Sample
 MAX_SAMPLES = 10_000
 FIELDS = {"release", "metric", "value", "variant", "at", "count"}
 FUTURE_LIMIT = timedelta(days=1)
+VARIANTS = frozenset(Variant.values)
 
 
 @dataclass
@@ -28,6 +29,18 @@ class SampleBatchError(Exception):
 
     message: str
     errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Row(NamedTuple):
+    """One validated sample, in checks_sample's column order."""
+
+    release_id: int
+    metric_id: int
+    variant: str
+    at: datetime
+    value: float
+    count: int | None
+    received_at: datetime
 
 
 @dataclass
@@ -77,7 +90,7 @@ def ingest(
         for m in MetricDefinition.objects.filter(key__in=[k for k in keys if isinstance(k, str)])
     }
     oldest = now - timedelta(days=settings.CHECKS_SAMPLE_RETENTION)
-    samples: dict[tuple[int, int, str, datetime], Sample] = {}
+    samples: dict[tuple[int, int, str, datetime], Row] = {}
     for index, item in enumerate(items):
         before = len(errors)
         if not isinstance(item, dict):
@@ -133,7 +146,7 @@ def ingest(
             )
 
         variant = item.get("variant", Variant.TREATMENT)
-        if variant not in Variant.values:
+        if variant not in VARIANTS:
             errors.append(
                 _error(index, "variant", f"{variant!r} is not one of {', '.join(Variant.values)}.")
             )
@@ -173,16 +186,18 @@ def ingest(
 
         if len(errors) == before:
             key_ = (release.pk, metric.pk, variant, at)
+            # A plain row, not a model instance: building 10,000 of those was a third of a
+            # batch's time; the rows become Samples only where the ORM stores them.
             samples.setdefault(
                 key_,
-                Sample(
-                    release=release,
-                    metric=metric,
-                    variant=variant,
-                    at=at,
-                    value=float(value),
-                    count=int(count) if count is not None else None,
-                    received_at=now,
+                Row(
+                    release.pk,
+                    metric.pk,
+                    variant,
+                    at,
+                    float(value),
+                    int(count) if count is not None else None,
+                    now,
                 ),
             )
     if errors:
@@ -192,8 +207,11 @@ def ingest(
             f"{'is' if bad == 1 else 'are'} invalid; nothing was stored.",
             errors[:1000],
         )
+    new = list(samples.values())
+    if connection.vendor == "postgresql":
+        stored = _copy_new(new)
+        return IngestOutcome(accepted=len(items), duplicates=len(items) - stored)
     with transaction.atomic():
-        new = list(samples.values())
         existing = set(
             Sample.objects.filter(
                 release_id__in={s.release_id for s in new},
@@ -204,5 +222,37 @@ def ingest(
         )
         fresh = [s for s in new if (s.release_id, s.metric_id, s.variant, s.at) not in existing]
         # ignore_conflicts: a concurrent push of the same sample is stored once, without error.
-        Sample.objects.bulk_create(fresh, batch_size=2000, ignore_conflicts=True)
+        Sample.objects.bulk_create(
+            [Sample(**row._asdict()) for row in fresh], batch_size=2000, ignore_conflicts=True
+        )
     return IngestOutcome(accepted=len(items), duplicates=len(items) - len(fresh))
+
+
+def _copy_new(new: list[Row]) -> int:
+    """Store the samples not stored yet, on PostgreSQL; returns how many were new.
+
+    COPY into a temporary table, then one INSERT ... ON CONFLICT DO NOTHING: a third of the
+    time of building a 10,000-row INSERT in the ORM (see docs/performance.md), and the conflict
+    clause both skips samples stored before and makes a concurrent push of the same ones safe.
+    """
+    with transaction.atomic(), connection.cursor() as cursor:
+        # One per connection, emptied at each commit (and here: a test's outer transaction
+        # may hold an earlier batch).
+        cursor.execute(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS incoming_sample (release_id bigint, "
+            "metric_id bigint, variant varchar(10), at timestamptz, value double precision, "
+            "count bigint, received_at timestamptz) ON COMMIT DELETE ROWS"
+        )
+        cursor.execute("TRUNCATE incoming_sample")
+        with cursor.connection.cursor().copy(
+            "COPY incoming_sample (release_id, metric_id, variant, at, value, count, "
+            "received_at) FROM STDIN"
+        ) as copy:
+            for row in new:
+                copy.write_row(row)
+        cursor.execute(
+            "INSERT INTO checks_sample (release_id, metric_id, variant, at, value, count, "
+            "received_at) SELECT release_id, metric_id, variant, at, value, count, received_at "
+            "FROM incoming_sample ON CONFLICT (release_id, metric_id, variant, at) DO NOTHING"
+        )
+        return cursor.rowcount

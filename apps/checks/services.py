@@ -420,13 +420,20 @@ def evaluate_releases(
             results.append(result)
         live = [r.verdict for r in outcome.results if not r.dry_run] or [Verdict.PASS]
         run.verdict = max(live, key=Verdict.severity) if outcome.results else ""
-        run.finished_at = timezone.now()
         outcomes.append(outcome)
+    finished = timezone.now()
+    by_verdict: dict[str, list[int]] = {}
+    for outcome in outcomes:
+        outcome.run.finished_at = finished
+        by_verdict.setdefault(outcome.run.verdict, []).append(outcome.run.pk)
     with transaction.atomic():
-        # No batch size: one statement each on PostgreSQL whatever the number of releases
+        # No batch size: one statement on PostgreSQL whatever the number of releases
         # (SQLite splits by its limit on bound variables).
         CheckResult.objects.bulk_create(results)
-        CheckRun.objects.bulk_update([o.run for o in outcomes], ["verdict", "finished_at"])
+        # One UPDATE per verdict, not bulk_update's CASE over every run: that CASE is
+        # evaluated for each row, which made this write grow with the square of the releases.
+        for verdict, ids in by_verdict.items():
+            CheckRun.objects.filter(pk__in=ids).update(verdict=verdict, finished_at=finished)
     return outcomes
 
 

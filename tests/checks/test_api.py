@@ -224,8 +224,8 @@ def test_plans_list_criteria_with_a_fixed_number_of_queries(
         )
         criterion(plan, latency, critical_threshold=9, enabled=False)
 
-    # token, its services, its last use; count, plans, stages, plan criteria, stage criteria
-    with django_assert_num_queries(8):
+    # token with its services, its last use; count, plans, stages, plan criteria, stage criteria
+    with django_assert_num_queries(7):
         response = api.get("/api/v1/plans/")
 
     plan = next(p for p in response.json()["results"] if p["slug"] == "p0")

@@ -60,16 +60,15 @@ def main() -> None:
             queries, seconds, result = measure(tick.run)
         rows.append((f"tick over {size:,} in-progress releases", size, queries, seconds, result))
         if size == 1000:
-            # One release in ten due to auto-advance: what each advance adds.
+            # One release in ten past its soak: auto-advance asks the gate for each (their
+            # criteria have no passing history over the soak, so the gate holds them).
             due = list(Release.objects.in_progress().values_list("pk", flat=True)[::10])
             Stage.objects.filter(status="active", release_id__in=due).update(
                 entered_at=data["now"] - timedelta(days=3)
             )
             with time_machine.travel(data["now"] + timedelta(seconds=90), tick=True):
                 queries, seconds, result = measure(tick.run)
-            rows.append(
-                (f"  same, {len(due)} of them due to advance", size, queries, seconds, result)
-            )
+            rows.append((f"  same, {len(due)} past their soak", size, queries, seconds, result))
         if size == args.sizes[0]:
             # The floor: the same tick with nothing in progress (what it costs to look).
             Release.objects.update(status="completed")
@@ -83,7 +82,7 @@ def main() -> None:
         per = f"{seconds / size * 1000:10.2f}" if size else f"{'':10}"
         print(f"{label:42} {size:8,d} {queries:8d} {seconds:8.2f} {per} "
               f"{result.get('advanced', 0):8d}")  # fmt: skip
-    by_size = {size: seconds for _, size, _, seconds, _ in rows if size}
+    by_size = {size: secs for label, size, _, secs, _ in rows if label.startswith("tick")}
     if 1000 in by_size:
         print(f"\nAim: 1,000 releases in under 2 s: {by_size[1000]:.2f} s.")
 

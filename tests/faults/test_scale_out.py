@@ -87,23 +87,27 @@ def test_two_workers_and_one_beat_do_everything_exactly_once(
             push(release, error_rate, [value] * 3, end=now, count=400)
             releases[kind].append(release)
     manual = []
-    for n in range(2):
+    # L1 is paged as each opens (queued to no one yet). L2 (a minute in) is due at once for
+    # two of them, which the two workers' first escalation ticks race for, and falls due mid-run
+    # for the third.
+    for n, age in enumerate((65, 65, 50)):
         incident = lifecycle.open_incident(
             service=service, title=f"Queue backlog {n}", severity="sev3", actor=system
         )
+        type(incident).objects.filter(pk=incident.pk).update(
+            opened_at=now - timedelta(seconds=age),
+            escalation_started_at=now - timedelta(seconds=age),
+        )
         manual.append(incident)
-    # Opened 50 s ago: L1 was paged at once (above, queued to no one yet), L2 falls due mid-run.
-    type(manual[0]).objects.filter(pk__in=[i.pk for i in manual]).update(
-        opened_at=now - timedelta(seconds=50), escalation_started_at=now - timedelta(seconds=50)
-    )
     for address in SUBSCRIBERS:
         made = ReportSubscription.objects.create(email=address, frequency="daily")
         ReportSubscription.objects.filter(pk=made.pk).update(next_due_at=now - timedelta(minutes=1))
 
     workers = [celery.worker(), celery.worker()]
     celery.beat()
-    # A second beat's worth of every scheduled task, at once: the workers race for the same work.
-    for task in (tick, escalate, retry_deliveries, send_due_reports):
+    # A second beat's worth of every scheduled task, at once: the two idle workers each take one
+    # of a pair and race for the same work.
+    for task in (escalate, tick, send_due_reports, retry_deliveries):
         task.delay()
         task.delay()
 
@@ -156,7 +160,7 @@ def test_two_workers_and_one_beat_do_everything_exactly_once(
     assert len([s for s in to_list if "rolled back" in s]) == EACH
     assert len([s for s in to_list if "metric check warn" in s.lower()]) == EACH, to_list
     pages = [s for to, s in sent if to == "ada@example.com"]
-    assert len(pages) == EACH + len(manual)  # L1: a breach incident per rollback, and the two
+    assert len(pages) == EACH + len(manual)  # L1: a breach incident per rollback, and the three
     assert len([s for to, s in sent if to == "sam@example.com"]) >= len(manual)
     reports = sorted(to for to, s in sent if to in SUBSCRIBERS)
     assert reports == sorted(SUBSCRIBERS)

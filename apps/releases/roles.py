@@ -141,9 +141,9 @@ REPORTS_VIEW = [
     f"reports.view_{model}"
     for model in ("reportsubscription", "report", "reportchart", "reportdelivery")
 ]
-REPORTS_MANAGE = [
-    f"reports.{verb}_reportsubscription" for verb in ("add", "change", "delete")
-] + ["reports.change_reportdelivery"]
+REPORTS_MANAGE = [f"reports.{verb}_reportsubscription" for verb in ("add", "change", "delete")] + [
+    "reports.change_reportdelivery"
+]
 ROLE_PERMISSIONS[RELEASE_MANAGERS] += REPORTS_VIEW + REPORTS_MANAGE
 ROLE_PERMISSIONS[APPROVERS] += REPORTS_VIEW
 ROLE_PERMISSIONS[VIEWERS] += REPORTS_VIEW

@@ -5,25 +5,33 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('releases', '0002_roles'),
+        ("releases", "0002_roles"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='stage',
-            name='min_requests',
+            model_name="stage",
+            name="min_requests",
             field=models.PositiveIntegerField(default=0),
         ),
         migrations.AddField(
-            model_name='stage',
-            name='template',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='releases.stagetemplate'),
+            model_name="stage",
+            name="template",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="releases.stagetemplate",
+            ),
         ),
         migrations.AddField(
-            model_name='stagetemplate',
-            name='min_requests',
-            field=models.PositiveIntegerField(default=0, help_text="Requests the stage must serve during its soak (0: time only). Counted from the `count` of the service's traffic metric (see metric checks)."),
+            model_name="stagetemplate",
+            name="min_requests",
+            field=models.PositiveIntegerField(
+                default=0,
+                help_text="Requests the stage must serve during its soak (0: time only). Counted from the `count` of the service's traffic metric (see metric checks).",
+            ),
         ),
     ]

@@ -4,15 +4,38 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('releases', '0004_checklist_event_verbs'),
+        ("releases", "0004_checklist_event_verbs"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='event',
-            name='verb',
-            field=models.CharField(choices=[('created', 'Created'), ('started', 'Started'), ('advanced', 'Advanced'), ('completed', 'Completed'), ('paused', 'Paused'), ('resumed', 'Resumed'), ('rolled_back', 'Rolled back'), ('aborted', 'Aborted'), ('gate_overridden', 'Gate overridden'), ('updated', 'Updated'), ('checklist_item_done', 'Checklist item done'), ('checklist_item_reopened', 'Checklist item reopened'), ('checklist_opened', 'Checklist opened'), ('signed_off', 'Signed off'), ('signoff_withdrawn', 'Sign-off withdrawn'), ('signoff_decided', 'Go/no-go decided'), ('signoffs_requested', 'Sign-offs requested'), ('signoffs_lapsed', 'Sign-offs lapsed'), ('artifact_changed', 'Artifact changed')], db_index=True, max_length=40),
+            model_name="event",
+            name="verb",
+            field=models.CharField(
+                choices=[
+                    ("created", "Created"),
+                    ("started", "Started"),
+                    ("advanced", "Advanced"),
+                    ("completed", "Completed"),
+                    ("paused", "Paused"),
+                    ("resumed", "Resumed"),
+                    ("rolled_back", "Rolled back"),
+                    ("aborted", "Aborted"),
+                    ("gate_overridden", "Gate overridden"),
+                    ("updated", "Updated"),
+                    ("checklist_item_done", "Checklist item done"),
+                    ("checklist_item_reopened", "Checklist item reopened"),
+                    ("checklist_opened", "Checklist opened"),
+                    ("signed_off", "Signed off"),
+                    ("signoff_withdrawn", "Sign-off withdrawn"),
+                    ("signoff_decided", "Go/no-go decided"),
+                    ("signoffs_requested", "Sign-offs requested"),
+                    ("signoffs_lapsed", "Sign-offs lapsed"),
+                    ("artifact_changed", "Artifact changed"),
+                ],
+                db_index=True,
+                max_length=40,
+            ),
         ),
     ]

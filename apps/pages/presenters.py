@@ -17,7 +17,7 @@ from apps.rollouts.transitions import FORCE_PERM, OPERATE_PERM, allowed_actions
 
 # Blockers that only ask for time or for someone's tick or signature: the light is amber.
 # Every other kind (a no-go, a failing metric, a freeze, a pause, an incident) is red.
-WAITING_KINDS = frozenset({"soak", "checklist", "signoff", "traffic"})
+WAITING_KINDS = frozenset({"soak", "checklist", "signoff", "traffic", "metrics_pending"})
 
 # Where on the release page (or elsewhere) each kind of blocker is resolved.
 BLOCKER_TARGETS: dict[str, tuple[str, str]] = {
@@ -26,6 +26,7 @@ BLOCKER_TARGETS: dict[str, tuple[str, str]] = {
     "signoff": ("#signoffs", "sign-offs"),
     "no_go": ("#signoffs", "see the no-go"),
     "metrics": ("#metrics", "see the metric checks"),
+    "metrics_pending": ("#metrics", "see the metric checks"),
     "traffic": ("#metrics", "see the traffic"),
     "paused": ("#actions", "resume"),
 }

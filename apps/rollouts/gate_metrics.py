@@ -41,9 +41,10 @@ def check_metrics(release: Release, stage: Stage | None, now: datetime) -> list[
             )
         else:
             what = "has no passing evaluation yet"
-        blockers.append(
-            Blocker("metrics", f"Metric check {criterion.label} {what} ({latest_text}).")
-        )
+        # Nothing bad yet (a fresh stage, or data still arriving) only asks for time: its own
+        # kind, so the pages show it amber, not red, after every healthy advance.
+        kind = "metrics" if standing.bad else "metrics_pending"
+        blockers.append(Blocker(kind, f"Metric check {criterion.label} {what} ({latest_text})."))
     return blockers
 
 

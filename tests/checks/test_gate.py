@@ -23,9 +23,12 @@ START = datetime(2026, 11, 2, 9, 0, 30, tzinfo=UTC)
 SYSTEM = Actor.system("tests")
 
 
+METRIC_KINDS = ("metrics", "metrics_pending", "traffic")
+
+
 def metric_blockers(release) -> list[str]:
     release.refresh_from_db()
-    return [b.detail for b in gate.evaluate(release).blockers if b.kind in ("metrics", "traffic")]
+    return [b.detail for b in gate.evaluate(release).blockers if b.kind in METRIC_KINDS]
 
 
 @pytest.fixture
@@ -200,3 +203,23 @@ def test_traffic_soak_counted_by_a_prometheus_query(clock, production, service):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_fresh_stage_waits_amber_and_a_breach_turns_red(clock, production, error_rate):
+    """Right after a healthy advance nothing has been measured yet: the light only waits."""
+    from apps.pages.presenters import gate_light
+
+    plan, release = soaking_release(production, soak=timedelta(0))
+    criterion(plan, error_rate, warning_threshold=0.02, on_critical="notify")
+    release.refresh_from_db()
+    verdict = gate.evaluate(release)
+    assert [b.kind for b in verdict.blockers] == ["metrics_pending"]
+    assert gate_light(verdict).colour == "amber"
+
+    push(release, error_rate, [0.03], end=START + timedelta(minutes=1))
+    clock.shift(timedelta(minutes=1))
+    run_checks()  # a warning: something is wrong, not just waiting
+    release.refresh_from_db()
+    verdict = gate.evaluate(release)
+    assert [b.kind for b in verdict.blockers] == ["metrics"]
+    assert gate_light(verdict).colour == "red"

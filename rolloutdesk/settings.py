@@ -140,6 +140,9 @@ STORAGES = {
 # The styled sign-in page (apps/signoffs urls, templates/signoffs/login.html): the pages and the
 # sign-off page share it; the admin keeps its own.
 LOGIN_URL = "signoffs:login"
+# Where signing in lands without ?next=: the dashboard (Django's default, /accounts/profile/,
+# is no page here). The admin's own form always posts next=/admin/.
+LOGIN_REDIRECT_URL = "pages:dashboard"
 
 # --- email -------------------------------------------------------------------------------
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")

@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_celery_beat",
     "apps.core",
+    "apps.jobs",
     "apps.releases",
     "apps.checks",
     "apps.checklists",

@@ -11,11 +11,12 @@ PORT ?= 8000
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint format
+.PHONY: help install env run test lint format
 
 help:
 	@echo "make run    create .venv, install, migrate, load demo data, serve web + worker + beat"
 	@echo "            at http://127.0.0.1:$(PORT)/ (embedded: SQLite + file broker under var/)"
+	@echo "make env    write .env (DEBUG=true + a generated SECRET_KEY) if there is none; make run does"
 	@echo "make test   run the test suite (extra pytest arguments: make test ARGS='-x -k gate')"
 	@echo "make lint   ruff check + ruff format --check"
 	@echo "make format ruff format + ruff check --fix"
@@ -33,9 +34,15 @@ install: $(BIN)/python
 		cp pyproject.toml $(STAMP); \
 	fi
 
-# DEBUG defaults to true here only: the embedded run serves static files and needs no SECRET_KEY.
+# The embedded mode's .env: DEBUG=true and a generated SECRET_KEY, so that `manage.py` commands
+# run by hand later (issue_token, import_runbook, ...) work too. Written once, never overwritten;
+# plain python3 and the standard library, as it runs before .venv exists.
+env:
+	@$(PYTHON) scripts/write_env.py
+
+# DEBUG defaults to true here too, for a .env of your own that does not set it.
 run: export DEBUG ?= true
-run: install
+run: env install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py load_demo
 	@echo "rolloutdesk: http://127.0.0.1:$(PORT)/  (admin /admin/, API docs /api/v1/docs/); Ctrl-C stops web, worker and beat."

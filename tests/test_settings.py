@@ -42,6 +42,8 @@ def test_check_deploy_is_clean_with_production_values(tmp_path: Path) -> None:
 
 
 def test_production_refuses_to_start_without_a_secret_key(tmp_path: Path) -> None:
-    result = manage(["check"], {"DEBUG": "false"}, tmp_path)
+    # SECRET_KEY empty rather than absent: a developer's .env (written by `make run`) must not
+    # hide the refusal; real environment variables win over it, and an empty key is no key.
+    result = manage(["check"], {"DEBUG": "false", "SECRET_KEY": ""}, tmp_path)
     assert result.returncode != 0
     assert "Set the SECRET_KEY environment variable" in result.stderr

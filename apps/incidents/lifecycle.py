@@ -243,8 +243,12 @@ def open_incident(
     labels: dict[str, Any] | None = None,
     link: str = "",
     trigger_key: str = "",
+    event_data: dict[str, Any] | None = None,
 ) -> Incident:
-    """Open an incident, record it, tell the webhook and page the first level at once."""
+    """Open an incident, record it, tell the webhook and page the first level at once.
+
+    `event_data` is added to the "opened" entry of the timeline (a breach names its criterion).
+    """
     if release is not None and release.service_id != service.pk:
         raise ValidationError({"release": f"Release {release.pk} is not a release of {service}."})
     if not actor.may_touch_service(service.pk):
@@ -270,9 +274,13 @@ def open_incident(
     incident.full_clean(exclude=["service", "release", "policy"], validate_constraints=False)
     with transaction.atomic():
         incident.save(force_insert=True)
-        data: dict[str, Any] = {"severity": severity, "source": source}
+        data: dict[str, Any] = {**(event_data or {}), "severity": severity, "source": source}
         if release is not None:
             data["release"] = {"id": release.pk, "version": release.version}
+        if trigger_key:
+            # Recorded so that a later repeat of this very occurrence adds nothing, even after
+            # other occurrences (another criterion of the same breach) have joined since.
+            data["key"] = trigger_key[:100]
         event = IncidentEvent.record(
             incident, IncidentVerb.OPENED, actor, reason=description, data=data
         )
@@ -294,12 +302,15 @@ def trigger(
     labels: dict[str, Any] | None = None,
     link: str = "",
     key: str = "",
+    event_data: dict[str, Any] | None = None,
 ) -> tuple[Incident, bool]:
     """Open an incident for the fingerprint, or add the repeat to the unresolved one's timeline.
 
-    `key` names the occurrence (a breach episode): a repeat with the key already recorded adds
-    nothing. Returns (incident, opened). Safe when two workers trigger the same fingerprint at
-    once: the unique constraint lets one open it, and the other records a repeat.
+    `key` names the occurrence (a criterion's breach episode): a repeat with a key already in the
+    incident's timeline adds nothing. `event_data` goes into the timeline entry written.
+    Returns (incident, opened). Safe when two workers trigger the same fingerprint at once: the
+    unique constraint lets one open it, and the other records a repeat (or nothing, when its key
+    is already recorded: the check runs under the incident's row lock).
     """
     for _ in range(3):
         existing = (
@@ -313,6 +324,7 @@ def trigger(
                 severity=severity,
                 description=description,
                 labels=labels,
+                event_data=event_data,
             )
             if repeated is not None:
                 return repeated, False
@@ -331,6 +343,7 @@ def trigger(
                     labels=labels,
                     link=link,
                     trigger_key=key,
+                    event_data=event_data,
                 )
             return incident, True
         except IntegrityError:
@@ -346,17 +359,19 @@ def _triggered_again(
     severity: str,
     description: str,
     labels: dict[str, Any] | None,
+    event_data: dict[str, Any] | None = None,
 ) -> Incident | None:
+    """Record one repeat on the unresolved incident; None if it was resolved meanwhile."""
     with transaction.atomic():
         locked = Incident.objects.select_for_update(of=("self",)).get(pk=incident.pk)
         if locked.status == IncidentStatus.RESOLVED:
             return None
-        if key and locked.last_trigger_key == key:
+        if key and _key_recorded(locked, key[:100]):
             return locked
         now = timezone.now()
         locked.trigger_count += 1
         locked.last_triggered_at, locked.last_trigger_key = now, key[:100]
-        data: dict[str, Any] = {"count": locked.trigger_count}
+        data: dict[str, Any] = {**(event_data or {}), "count": locked.trigger_count}
         if key:
             data["key"] = key
         if Severity.rank(severity) < Severity.rank(locked.severity):
@@ -372,8 +387,22 @@ def _triggered_again(
     return locked
 
 
-def breach_fingerprint(release: Release, criterion_id: int) -> str:
-    return f"breach:release-{release.pk}:criterion-{criterion_id}"
+def _key_recorded(incident: Incident, key: str) -> bool:
+    """Has this occurrence already been written to the incident's timeline?
+
+    The last key alone is not enough once several criteria share an incident: their repeats
+    interleave, and each tick would otherwise add the one seen before the last again.
+    """
+    if incident.last_trigger_key == key:
+        return True
+    return incident.events.filter(
+        verb__in=[IncidentVerb.OPENED, IncidentVerb.TRIGGERED_AGAIN], data__key=key
+    ).exists()
+
+
+def breach_fingerprint(release: Release) -> str:
+    """What the breaches of one release share: one unresolved incident per release."""
+    return f"breach:release-{release.pk}"
 
 
 def open_or_update_for_breach(
@@ -384,22 +413,28 @@ def open_or_update_for_breach(
     detail: str,
     episode: int | str = "",
 ) -> tuple[Incident, bool]:
-    """A critical metric breach: one unresolved incident per release and criterion.
+    """A critical metric breach: one unresolved incident per release, whichever criteria breach.
 
-    The first breach opens it (severity INCIDENTS_BREACH_SEVERITY); a breach in a later episode
-    adds "triggered again" to its timeline; the same episode seen twice adds nothing.
+    A bad release usually trips several criteria at once (errors and latency), and each must not
+    open an incident and page the on-call again: that is one problem. The first breach opens the
+    incident (severity INCIDENTS_BREACH_SEVERITY, titled after its criterion); another criterion,
+    or the same one in a later episode, adds "triggered again" naming it; the same criterion's
+    episode seen twice adds nothing. Once the incident is resolved, the next breach opens a new
+    one (a fixed release is a new release, with a fingerprint of its own).
     """
     service = release.service
+    key = f"criterion-{criterion_id}:episode:{episode}" if episode != "" else ""
     return trigger(
         service=service,
-        fingerprint=breach_fingerprint(release, criterion_id),
+        fingerprint=breach_fingerprint(release),
         title=f"{service.name} {release.version}: critical breach of {criterion_label}",
         actor=Actor.system(BREACH_ACTOR),
         severity=settings.INCIDENTS_BREACH_SEVERITY,
         source=IncidentSource.BREACH,
         description=detail,
         release=release,
-        key=f"episode:{episode}" if episode != "" else "",
+        key=key,
+        event_data={"criterion": {"id": criterion_id, "label": criterion_label}},
     )
 
 

@@ -70,7 +70,11 @@ def describe(result: CheckResult) -> str:
 
 
 def open_breach_incident(release: Release, result: CheckResult) -> None:
-    """A critical breach opens the incident of its release and criterion, or adds to it."""
+    """A critical breach opens its release's incident, or adds this criterion to its timeline.
+
+    Called once per failing criterion: the incident is per release, so two criteria breaching
+    in one tick make one incident (one page of the first level), not two.
+    """
     try:
         incidents.open_or_update_for_breach(
             release,

@@ -54,7 +54,7 @@ def breach_incidents() -> list[Incident]:
 def test_a_critical_breach_opens_an_incident_linked_to_its_release(
     running, plan, error_rate, routing, run
 ):
-    rule = criterion(plan, error_rate, on_critical=CriticalAction.ROLLBACK)
+    criterion(plan, error_rate, on_critical=CriticalAction.ROLLBACK)
     push(running, error_rate, [0.09], end=NOW)
 
     run(run_checks)
@@ -68,7 +68,7 @@ def test_a_critical_breach_opens_an_incident_linked_to_its_release(
         Severity.SEV2,
     )
     assert incident.title == "AI Orchestra 2.4.0: critical breach of error_rate > 5 %"
-    assert incident.fingerprint == f"breach:release-{running.pk}:criterion-{rule.pk}"
+    assert incident.fingerprint == f"breach:release-{running.pk}"
     opened = incident.events.get(verb=IncidentVerb.OPENED)
     assert opened.actor_name == "system:metric-checks"
     assert "measured 9 %" in opened.reason

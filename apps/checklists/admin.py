@@ -259,11 +259,21 @@ def _who_when(item: ChecklistItem | ChecklistItemChange, when: Any) -> str:
     return f"{item.actor_name}, {when:%Y-%m-%d %H:%M}" if when else item.actor_name
 
 
+class InlineTickForm(ItemTickForm):
+    """ItemTickForm with an open automated item's box disabled: CI ticks it, not the person
+    on this page (services.left_for_ci refuses it anyway); a done one may still be unticked."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.is_automated and not self.instance.is_done:
+            self.fields["done"].disabled = True
+
+
 class ChecklistItemInline(admin.TabularInline):
     """The items on their checklist's page: tick or untick, with a comment and evidence URL."""
 
     model = ChecklistItem
-    form = ItemTickForm
+    form = InlineTickForm
     fields = ["section", "text", "kind_of_item", "done", "comment", "evidence_url", "last_change"]
     readonly_fields = ["section", "text", "kind_of_item", "last_change"]
     ordering = ["position"]
@@ -303,6 +313,11 @@ def _mark_done(model_admin: admin.ModelAdmin, request: HttpRequest, items: Query
         text += f" {result.already_done} were already done."
     if result.not_open:
         text += f" {result.not_open} belong to checklists that open when the release completes."
+    if result.left_for_ci:
+        text += (
+            f" {result.left_for_ci} automated item(s) were left for CI, which ticks them when it "
+            "reports their keys."
+        )
     model_admin.message_user(request, text, messages.SUCCESS)
 
 

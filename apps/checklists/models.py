@@ -285,6 +285,11 @@ class ChecklistItem(ActorStamp):
     def is_done(self) -> bool:
         return self.state == ItemState.DONE
 
+    @property
+    def is_automated(self) -> bool:
+        """CI reports it by its key, with its evidence; manual items have no key."""
+        return bool(self.key)
+
 
 class ChecklistItemChange(ActorStamp):
     """Append-only history of an item: every tick, untick and CI report, with its actor."""

@@ -148,7 +148,18 @@ def open_on_completion(release: Release, *, actor: Actor, now: datetime) -> list
     ]
 
 
-def _authorize(actor: Actor, item: ChecklistItem) -> None:
+def left_for_ci(item: ChecklistItem, actor: Actor) -> bool:
+    """Whether a tick of this item is CI's alone: an automated item ticked by a person.
+
+    The item's tick stands for CI's evidence (a test run, a scan); a person's tick would hide
+    that CI never reported it. There is no per-item override: when CI cannot report, a release
+    manager forces the gate with a reason, which records the open item on the timeline. A person
+    may still untick an automated item (asking CI to report again is always safe).
+    """
+    return item.is_automated and actor.kind == ActorKind.USER
+
+
+def _authorize(actor: Actor, item: ChecklistItem, *, done: bool) -> None:
     release = item.checklist.release
     if not actor.may_touch_service(release.service_id):
         raise ChecklistForbidden(f"This token may not act on service {release.service.slug!r}.")
@@ -158,6 +169,11 @@ def _authorize(actor: Actor, item: ChecklistItem) -> None:
         )
     if actor.kind == ActorKind.USER and not actor.has_perm(TICK_PERM):
         raise ChecklistForbidden(f"{actor.name} may not tick checklist items.")
+    if done and left_for_ci(item, actor):
+        raise ChecklistForbidden(
+            f"{item.text!r} is automated: CI ticks it when it reports {item.key!r}, with its "
+            "evidence. If CI cannot, a release manager may force the gate with a reason."
+        )
 
 
 def set_item_state(
@@ -180,7 +196,7 @@ def set_item_state(
             .select_related("checklist__release__service", "checklist__stage")
             .get(pk=item.pk)
         )
-        _authorize(actor, locked)
+        _authorize(actor, locked, done=done)
         checklist = locked.checklist
         if not checklist.is_open:
             raise ChecklistError(
@@ -264,10 +280,13 @@ class BulkResult:
     done: int = 0
     already_done: int = 0
     not_open: int = 0
+    # Open automated items a person's bulk tick skipped: CI ticks them (see left_for_ci).
+    left_for_ci: int = 0
 
 
 def mark_done(items: QuerySet[ChecklistItem], *, actor: Actor, comment: str = "") -> BulkResult:
-    """Tick every open item among `items` whose checklist is open, all or nothing."""
+    """Tick every open item among `items` whose checklist is open and that `actor` may tick
+    (a person: manual items only), all or nothing."""
     result = BulkResult()
     with transaction.atomic():
         for item in items.select_related("checklist").order_by("checklist_id", "position"):
@@ -275,6 +294,8 @@ def mark_done(items: QuerySet[ChecklistItem], *, actor: Actor, comment: str = ""
                 result.already_done += 1
             elif not item.checklist.is_open:
                 result.not_open += 1
+            elif left_for_ci(item, actor):
+                result.left_for_ci += 1
             else:
                 set_item_state(item, done=True, actor=actor, comment=comment)
                 result.done += 1

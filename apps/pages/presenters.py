@@ -1,5 +1,6 @@
 """Small view models shared by the dashboard and the release page: the gate light, stage
-progress, soak left, the transition buttons and one line per timeline event."""
+progress, soak left, where each checklist stands, the transition buttons and one line per
+timeline event."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ from urllib.parse import quote
 
 from django.urls import NoReverseMatch, reverse
 
+from apps.checklists.choices import ChecklistKind
+from apps.checklists.models import Checklist
 from apps.releases.choices import EventVerb, ReleaseStatus
 from apps.releases.models import Event, Release, Stage
 from apps.rollouts.gate import Blocker, Verdict
+from apps.rollouts.gate_checklists import gates_now
 from apps.rollouts.transitions import FORCE_PERM, OPERATE_PERM, allowed_actions
 
 # Blockers that only ask for time or for someone's tick or signature: the light is amber.
@@ -126,6 +130,54 @@ def stage_progress(release: Release) -> str:
     if stage.name.replace(" ", "") == f"{stage.traffic_percentage}%":
         return where
     return f"{stage.name} · {where}"
+
+
+@dataclass(frozen=True)
+class ChecklistStatus:
+    """Where a release's checklist stands, in words: only one that holds the next step is red.
+
+    `state` is gating (holds the next step now), due (open, to do now, holds nothing), not_due
+    (applies later: `when` says when), past (its step is behind the release) or void (it will
+    never apply: the release ended without completing).
+    """
+
+    state: str
+    role: str  # what it holds, e.g. "gates leaving canary"
+    when: str = ""  # for not_due, past and void: when it applies, or why it no longer does
+
+    @property
+    def red(self) -> bool:
+        return self.state == "gating"
+
+
+def checklist_status(checklist: Checklist, release: Release, verdict: Verdict) -> ChecklistStatus:
+    """Whether the checklist holds the release's next step (the gate's rule), or when it will."""
+    stage = checklist.stage
+    if checklist.kind == ChecklistKind.PRE_DEPLOYMENT:
+        role = "gates the start"
+    elif checklist.kind == ChecklistKind.STAGE_EXIT:
+        role = f"gates leaving {stage.name if stage else '?'}"
+    else:
+        role = "after the release"
+    if gates_now(checklist, release, verdict.stage):
+        return ChecklistStatus("gating", role)
+    if release.status in ReleaseStatus.finished() and release.status != ReleaseStatus.COMPLETED:
+        ended = release.get_status_display().lower()
+        return ChecklistStatus("void", role, f"the release was {ended}: nothing here is due")
+    if checklist.kind == ChecklistKind.PRE_DEPLOYMENT:
+        return ChecklistStatus("past", role, "the release has started")
+    if checklist.kind == ChecklistKind.STAGE_EXIT:
+        current = verdict.stage
+        ahead = release.status == ReleaseStatus.PLANNED or (
+            current is not None and stage is not None and stage.position > current.position
+        )
+        name = stage.name if stage else "?"
+        if ahead:
+            return ChecklistStatus("not_due", role, f"applies when the release leaves {name}")
+        return ChecklistStatus("past", role, f"the release has left {name}")
+    if checklist.is_open:
+        return ChecklistStatus("due", role)
+    return ChecklistStatus("not_due", role, "opens when the release completes")
 
 
 @dataclass

@@ -29,6 +29,7 @@ from apps.signoffs.models import ReleaseSignOffRule
 from . import charts, incidents
 from .presenters import (
     blocker_rows,
+    checklist_status,
     describe_event,
     format_duration,
     gate_light,
@@ -106,20 +107,6 @@ def _checklists(release: Release) -> list[Checklist]:
     )
 
 
-def _checklist_role(checklist: Checklist, verdict: gate.Verdict) -> str:
-    """What the checklist holds, and whether it holds the gate now."""
-    if checklist.kind == ChecklistKind.PRE_DEPLOYMENT:
-        text = "gates the start"
-        now_gating = verdict.step == "start"
-    elif checklist.kind == ChecklistKind.STAGE_EXIT:
-        name = checklist.stage.name if checklist.stage else "?"
-        text = f"gates leaving {name}"
-        now_gating = verdict.stage is not None and verdict.stage.pk == checklist.stage_id
-    else:
-        return "opens when the release completes" if not checklist.is_open else "after release"
-    return text + (" — the gate waits on it now" if now_gating else "")
-
-
 def _signoffs(release: Release, user: Any, now: datetime) -> dict[str, Any]:
     status = signoffs.gate_status(release, now=now, with_history=True)
     rules = list(
@@ -171,7 +158,7 @@ def build(
         event_rows = event_rows[:EVENTS_SHOWN]
     may_tick = user.has_perm(TICK_PERM)
     for checklist in checklists:
-        checklist.role = _checklist_role(checklist, verdict)
+        checklist.status = checklist_status(checklist, release, verdict)
     return {
         "release": release,
         "now": now,

@@ -2,13 +2,15 @@
 
 Pre-deployment checklists gate `start`; a stage's exit checklists gate leaving that stage (to the
 next one, or completing after the last). Post-deployment and review checklists gate nothing.
+`gating_now` says which ones hold the step; the pages ask it too (`gates_now`), so the checklist
+they show in red is the one the gate waits on.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from django.db.models import Prefetch, Q
+from django.db.models import Prefetch
 
 from apps.checklists.choices import ChecklistKind
 from apps.checklists.models import Checklist, ChecklistItem
@@ -21,16 +23,33 @@ from .blockers import Blocker
 FIRST_OPEN_SHOWN = 3
 
 
+def gating_now(release: Release, stage: Stage | None) -> tuple[str, int | None] | None:
+    """The (kind, stage id) of the checklists holding the release's next step; None if none do.
+
+    `stage` is the gate's: the current stage while the release runs or is paused, else None.
+    """
+    if release.status == ReleaseStatus.PLANNED:
+        return ChecklistKind.PRE_DEPLOYMENT, None
+    if release.status in ReleaseStatus.active() and stage is not None:
+        return ChecklistKind.STAGE_EXIT, stage.pk
+    return None
+
+
+def gates_now(checklist: Checklist, release: Release, stage: Stage | None) -> bool:
+    """Whether this checklist of the release holds its next step (once it is open)."""
+    return gating_now(release, stage) == (checklist.kind, checklist.stage_id)
+
+
 def check_checklists(release: Release, stage: Stage | None, now: datetime) -> list[Blocker]:
     """One blocker per gating checklist with required items open: its count and first items."""
-    if release.status == ReleaseStatus.PLANNED:
-        gating = Q(kind=ChecklistKind.PRE_DEPLOYMENT)
-    elif release.status in ReleaseStatus.active() and stage is not None:
-        gating = Q(kind=ChecklistKind.STAGE_EXIT, stage_id=stage.pk)
-    else:
+    gating = gating_now(release, stage)
+    if gating is None:
         return []
+    kind, stage_id = gating
     checklists = (
-        Checklist.objects.filter(gating, release_id=release.pk, opened_at__isnull=False)
+        Checklist.objects.filter(
+            kind=kind, stage_id=stage_id, release_id=release.pk, opened_at__isnull=False
+        )
         .with_progress()
         .filter(required_open__gt=0)
         .prefetch_related(

@@ -25,6 +25,7 @@ from apps.checklists.runbook import MAX_BYTES
 from apps.checklists.services import set_item_state
 from apps.core.actors import Actor
 from apps.releases.choices import EventVerb
+from apps.rollouts import gate
 from tests.factories import PlanFactory, ServiceFactory, make_release
 
 from .helpers import link, make_template
@@ -233,6 +234,82 @@ def test_item_changelist_marks_selected_items_done(rita, plan, service, producti
     assert ChecklistItem.objects.filter(state=ItemState.DONE, actor_user=rita).count() == 3
     item_page = client.get(reverse("admin:checklists_checklistitem_change", args=[chosen[0].pk]))
     assert item_page.status_code == 200 and "Marked done in bulk." in item_page.text
+
+
+@pytest.fixture
+def ci_release(service, production):
+    """A planned release whose pre-flight mixes automated items (CI's) and manual ones."""
+    plan = PlanFactory(slug="ci-plan")
+    code = [("All tests pass", "tests"), ("Coverage > 80%", "coverage"), "Code review", "Runbook"]
+    link(plan, make_template("Pre-flight", sections={"Code": code}))
+    return make_release(plan=plan, service=service, environment=production)
+
+
+def states(release) -> dict[str, str]:
+    return dict(
+        ChecklistItem.objects.filter(checklist__release=release).values_list("text", "state")
+    )
+
+
+def test_bulk_mark_done_ticks_manual_items_only_and_says_what_it_left_for_ci(
+    rita, ci_release
+) -> None:
+    response = logged_in(rita).post(
+        CHECKLISTS,
+        {"action": "mark_done_action", "_selected_action": [ci_release.checklists.get().pk]},
+        follow=True,
+    )
+    assert messages_of(response) == [
+        "Marked 2 item(s) done as rita. 2 automated item(s) were left for CI, which ticks them "
+        "when it reports their keys."
+    ]
+    assert states(ci_release) == {
+        "All tests pass": "open",
+        "Coverage > 80%": "open",
+        "Code review": "done",
+        "Runbook": "done",
+    }
+    # The gate still waits for CI's evidence.
+    (blocker,) = gate.evaluate(ci_release).blockers
+    assert "2 required items open: All tests pass; Coverage > 80%." in blocker.detail
+
+
+def test_item_changelist_leaves_selected_automated_items_for_ci(rita, ci_release) -> None:
+    chosen = ChecklistItem.objects.filter(checklist__release=ci_release)
+    response = logged_in(rita).post(
+        ITEMS,
+        {"action": "mark_done_action", "_selected_action": [i.pk for i in chosen]},
+        follow=True,
+    )
+    assert messages_of(response) == [
+        "Marked 2 item(s) done as rita. 2 automated item(s) were left for CI, which ticks them "
+        "when it reports their keys."
+    ]
+    assert chosen.filter(key="", state=ItemState.DONE).count() == 2
+    assert not chosen.exclude(key="").filter(state=ItemState.DONE).exists()
+
+
+def test_an_automated_item_cannot_be_ticked_inline(rita, ci_release) -> None:
+    client = logged_in(rita)
+    checklist = ci_release.checklists.get()
+    url = reverse("admin:checklists_checklist_change", args=[checklist.pk])
+    page = client.get(url)
+    boxes = {
+        form.instance.text: form.fields["done"].disabled
+        for inline in page.context["inline_admin_formsets"]
+        for form in inline.formset.forms
+    }
+    assert boxes == {
+        "All tests pass": True,
+        "Coverage > 80%": True,
+        "Code review": False,
+        "Runbook": False,
+    }
+    data = formset_data(page)
+    data |= {"items-0-done": "on", "items-2-done": "on"}  # a crafted post ticking "All tests pass"
+    assert client.post(url, data).status_code == 302
+    assert states(ci_release)["All tests pass"] == "open"
+    assert states(ci_release)["Code review"] == "done"
 
 
 # --- templates and the plan inline ----------------------------------------------------------------

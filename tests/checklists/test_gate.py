@@ -45,9 +45,16 @@ def plan(db):
     return plan
 
 
+def ci_for(release) -> Actor:
+    """The release's CI, as its API token acts: automated items are its to tick."""
+    return Actor.for_token(0, "ci", frozenset({release.service_id}))
+
+
 def tick_required(checklist: Checklist, actor) -> None:
+    """Tick the open required items: manual ones as `actor`, automated ones as CI reports them."""
+    ci = ci_for(checklist.release)
     for item in checklist.items.filter(required=True, state=ItemState.OPEN):
-        set_item_state(item, done=True, actor=actor)
+        set_item_state(item, done=True, actor=ci if item.is_automated else actor)
 
 
 def test_start_is_refused_with_a_checklist_blocker_until_required_items_are_done(
@@ -69,7 +76,7 @@ def test_start_is_refused_with_a_checklist_blocker_until_required_items_are_done
 
     items = list(pre.items.order_by("position"))
     for item in items[:4]:
-        set_item_state(item, done=True, actor=rita_actor)
+        set_item_state(item, done=True, actor=ci_for(release) if item.key else rita_actor)
     (blocker,) = gate.evaluate(release).blockers
     assert blocker.detail == (
         "Checklist 'Pre-deployment' (4/6 done) has 1 required item open: Team notified."
@@ -145,7 +152,7 @@ def test_post_deployment_checklists_open_when_the_release_completes(
     post = release.checklists.get(kind=ChecklistKind.POST_DEPLOYMENT)
     assert post.opened_at is None
     with pytest.raises(ChecklistError, match="opens when the release completes"):
-        set_item_state(post.items.get(), done=True, actor=rita_actor)
+        set_item_state(post.items.get(), done=True, actor=ci_for(release))
 
     for checklist in release.checklists.exclude(kind=ChecklistKind.POST_DEPLOYMENT):
         tick_required(checklist, rita_actor)
@@ -159,7 +166,7 @@ def test_post_deployment_checklists_open_when_the_release_completes(
     opened = release.events.get(verb=EventVerb.CHECKLIST_OPENED)
     assert opened.data == {"checklist": "24-hour check", "kind": "post_deployment", "items": 1}
     assert opened.actor_name == "rita"
-    set_item_state(post.items.get(), done=True, actor=rita_actor)
+    set_item_state(post.items.get(), done=True, actor=ci_for(release))
     assert post.items.get().state == ItemState.DONE
     assert gate.evaluate(release).step == ""  # a finished release: post-deployment gates nothing
 
@@ -199,3 +206,22 @@ def test_a_viewer_cannot_tick(plan, service, production, victor) -> None:
     with pytest.raises(ChecklistForbidden, match="victor may not tick"):
         set_item_state(item, done=True, actor=Actor.for_user(victor))
     assert item.history.count() == 0
+
+
+def test_a_person_cannot_tick_an_automated_item_but_may_reopen_it(
+    plan, service, production, rita_actor
+) -> None:
+    release = make_release(service=service, environment=production, plan=plan)
+    tests_item = ChecklistItem.objects.get(checklist__release=release, key="tests")
+    with pytest.raises(ChecklistForbidden, match="'All tests pass' is automated: CI ticks it"):
+        set_item_state(tests_item, done=True, actor=rita_actor, comment="I ran them locally")
+    tests_item.refresh_from_db()
+    assert tests_item.state == ItemState.OPEN and tests_item.history.count() == 0
+
+    set_item_state(tests_item, done=True, actor=ci_for(release), evidence_url="https://ci/7")
+    # Reopening asks CI to report again: a person may do that.
+    set_item_state(tests_item, done=False, actor=rita_actor, comment="flaky run")
+    assert [(h.state, h.actor_name) for h in tests_item.history.order_by("id")] == [
+        ("done", "token:ci"),
+        ("open", "rita"),
+    ]

@@ -236,3 +236,87 @@ def test_each_status_offers_its_own_buttons(rollout, production, rita):
     assert response.status_code == 302
     rollout.release.refresh_from_db()
     assert rollout.release.status == ReleaseStatus.IN_PROGRESS
+
+
+# --- checklists that do not apply yet are "not yet due", not red ----------------------------------
+
+
+@pytest.fixture
+def checklisted(service, production):
+    """A planned release: a pre-deployment list (one manual item, one CI's), an exit list for
+    half, and a 24-hour post-deployment list of five required items."""
+    from datetime import timedelta
+
+    from apps.checklists.choices import ChecklistKind
+    from tests.checklists.helpers import link, make_template
+    from tests.factories import PlanFactory, make_release
+
+    no_soak = timedelta(0)
+    plan = PlanFactory(
+        slug="due-plan",
+        stages=[
+            ("canary", 5, no_soak, False),
+            ("half", 50, no_soak, False),
+            ("full", 100, no_soak, False),
+        ],
+    )
+    pre = {"Code": ["Change approved", ("All tests pass", "tests")]}
+    link(plan, make_template("Pre-flight", ChecklistKind.PRE_DEPLOYMENT, pre))
+    link(plan, make_template("Half exit", ChecklistKind.STAGE_EXIT, {"H": ["p95 ok"]}), "half")
+    post = {"After": [f"Check {n}" for n in range(1, 6)]}
+    link(plan, make_template("24-hour check", ChecklistKind.POST_DEPLOYMENT, post))
+    return make_release(service=service, environment=production, plan=plan)
+
+
+def checklist_html(html: str, release, name: str) -> str:
+    checklist = release.checklists.get(name=name)
+    return re.search(
+        rf'<section class="checklist" id="checklist-{checklist.pk}".*?</section>', html, re.S
+    )[0]
+
+
+def test_a_planned_release_shows_only_its_pre_deployment_list_in_red(checklisted, alice):
+    html = page(client_for(alice), checklisted)
+    pre = checklist_html(html, checklisted, "Pre-flight")
+    assert '<span class="red">2 required open — the gate waits on it now</span>' in pre
+
+    half = checklist_html(html, checklisted, "Half exit")
+    assert 'class="red"' not in half
+    assert "Not yet due: applies when the release leaves half." in half
+
+    post = checklist_html(html, checklisted, "24-hour check")
+    assert 'class="red"' not in post
+    assert "5 required, not yet due" in post
+    assert (
+        "Not yet due: opens when the release completes; its items cannot be ticked before." in post
+    )
+
+    # The automated item is CI's: its box is off for people, and says why.
+    tests_item = ChecklistItem.objects.get(checklist__release=checklisted, key="tests")
+    box = re.search(rf'<li id="item-{tests_item.pk}".*?</li>', pre, re.S)[0]
+    assert f'disabled aria-describedby="ci-{tests_item.pk}"' in box
+    assert f'<span id="ci-{tests_item.pk}">reported by CI (tests): CI ticks it</span>' in box
+
+
+def test_a_running_release_shows_red_only_for_the_exit_it_is_leaving(checklisted, alice, rita):
+    from apps.core.actors import Actor
+    from apps.rollouts import transitions
+
+    system = Actor.system("tests")
+    manager = Actor.for_user(rita)
+    transitions.start(checklisted, actor=manager, force=True, reason="CI is down; checked by hand")
+    html = page(client_for(alice), checklisted)
+    # Forced past: the start is behind, so its open items are no longer red.
+    pre = checklist_html(html, checklisted, "Pre-flight")
+    assert 'class="red"' not in pre and "No longer due: the release has started." in pre
+    assert "Not yet due: applies when the release leaves half." in checklist_html(
+        html, checklisted, "Half exit"
+    )
+    assert 'class="red"' not in checklist_html(html, checklisted, "24-hour check")
+
+    transitions.advance(checklisted, actor=system)  # canary's exit needs no checklist
+    html = page(client_for(alice), checklisted)
+    half = checklist_html(html, checklisted, "Half exit")
+    assert '<span class="red">1 required open — the gate waits on it now</span>' in half
+    post = checklist_html(html, checklisted, "24-hour check")
+    assert 'class="red"' not in post and "Not yet due: opens when the release completes" in post

@@ -14,6 +14,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -22,6 +23,7 @@ from django.db import IntegrityError, close_old_connections, transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
+from apps.jobs.runner import Run
 from apps.releases.models import Release, Stage
 
 from . import evaluator
@@ -41,6 +43,15 @@ from .providers import fetch as provider_fetch
 logger = logging.getLogger(__name__)
 
 REMOTE_WORKERS = 8
+
+
+def _guard(run: Run | None, release: Release) -> AbstractContextManager[None]:
+    """One release's share of a batched evaluation: in the tick, a release that fails is
+    recorded and left out while the others go on; a person's own run (no `run`) sees the error.
+
+    No savepoint: these steps only compute, the batch writes once at the end.
+    """
+    return run.item(release, atomic=False) if run is not None else nullcontext()
 
 
 def tick_seconds() -> int:
@@ -182,9 +193,16 @@ def _sum_minutes(minutes: dict[int, Stats], criterion: MetricCriterion, widest: 
 
 
 def _evaluate_push(
-    pairs: list[tuple[Release, MetricCriterion]], now: datetime
+    pairs: list[tuple[Release, MetricCriterion]],
+    now: datetime,
+    run: Run | None = None,
+    failed: set[int] | None = None,
 ) -> dict[tuple[int, int], Evaluation]:
-    """Evaluate every pushed-sample criterion of every release in a fixed number of queries."""
+    """Evaluate every pushed-sample criterion of every release in a fixed number of queries.
+
+    A release whose evaluation raises is added to `failed` (and recorded by `run`).
+    """
+    failed = set() if failed is None else failed
     if not pairs:
         return {}
     widest = max(c.window for _, c in pairs)
@@ -206,35 +224,57 @@ def _evaluate_push(
     raw = push.raw_values(ranked, now - widest, now, baseline_start) if ranked else {}
     evaluations = {}
     for release, criterion in pairs:
-        rule = criterion.rule()
-        key = (release.pk, criterion.metric_id)
-        treatment = minutes.get((*key, Variant.TREATMENT), {})
-        if criterion.reference == Reference.ABSOLUTE:
-            evaluation = evaluator.evaluate_absolute(
-                _buckets_from_minutes(treatment, criterion, widest), rule
+        if release.pk in failed:
+            continue
+        evaluation = None
+        with _guard(run, release):
+            evaluation = _evaluate_pushed_pair(
+                release, criterion, now, widest, minutes, baselines, raw, baseline_start
             )
-        else:
-            if criterion.reference == Reference.CONTROL:
-                reference = _sum_minutes(
-                    minutes.get((*key, Variant.CONTROL), {}), criterion, widest
-                )
-            else:
-                reference = baselines.get(key, Stats())
-            start = now - criterion.window
-            values = {
-                variant: [v for at, v in raw.get((*key, variant), []) if at >= start]
-                for variant in (Variant.TREATMENT, Variant.CONTROL)
-            }
-            values[Variant.BASELINE] = [v for _, v in raw.get((*key, Variant.BASELINE), [])]
-            evaluation = evaluator.evaluate_relative(
-                _sum_minutes(treatment, criterion, widest),
-                reference,
-                rule,
-                treatment_values=values[Variant.TREATMENT],
-                reference_values=values[criterion.reference],
-            )
+        if evaluation is None:
+            failed.add(release.pk)
+            continue
         evaluations[(release.pk, criterion.pk)] = evaluation
     return evaluations
+
+
+def _evaluate_pushed_pair(
+    release: Release,
+    criterion: MetricCriterion,
+    now: datetime,
+    widest: timedelta,
+    minutes: dict,
+    baselines: dict,
+    raw: dict,
+    baseline_start: datetime,
+) -> Evaluation:
+    """One release's pushed-sample criterion, from the batch's grouped reads."""
+    rule = criterion.rule()
+    key = (release.pk, criterion.metric_id)
+    treatment = minutes.get((*key, Variant.TREATMENT), {})
+    if criterion.reference == Reference.ABSOLUTE:
+        evaluation = evaluator.evaluate_absolute(
+            _buckets_from_minutes(treatment, criterion, widest), rule
+        )
+    else:
+        if criterion.reference == Reference.CONTROL:
+            reference = _sum_minutes(minutes.get((*key, Variant.CONTROL), {}), criterion, widest)
+        else:
+            reference = baselines.get(key, Stats())
+        start = now - criterion.window
+        values = {
+            variant: [v for at, v in raw.get((*key, variant), []) if at >= start]
+            for variant in (Variant.TREATMENT, Variant.CONTROL)
+        }
+        values[Variant.BASELINE] = [v for _, v in raw.get((*key, Variant.BASELINE), [])]
+        evaluation = evaluator.evaluate_relative(
+            _sum_minutes(treatment, criterion, widest),
+            reference,
+            rule,
+            treatment_values=values[Variant.TREATMENT],
+            reference_values=values[criterion.reference],
+        )
+    return evaluation
 
 
 def evaluate_measurements(
@@ -272,12 +312,14 @@ def evaluate_one(
     window = Window(start=now - criterion.window, end=now, step=criterion.interval)
     try:
         measurements = provider_fetch(criterion, release, window, source)
+        # Inside the try: the points come from outside and run in a worker thread, where an
+        # exception would end the whole pool's map, not just this criterion.
+        return evaluate_measurements(criterion, measurements, now)
     except ProviderError as exc:
         return Evaluation(Level.ERROR, detail=str(exc))
     except Exception as exc:  # a provider bug must not stop the other criteria
         logger.exception("Provider failed for criterion %s, release %s", criterion.pk, release.pk)
         return Evaluation(Level.ERROR, detail=f"The source failed: {type(exc).__name__}: {exc}")
-    return evaluate_measurements(criterion, measurements, now)
 
 
 def _evaluate_remote(
@@ -384,9 +426,18 @@ def build_result(
 
 
 def evaluate_releases(
-    releases: Sequence[Release], *, now: datetime | None = None, trigger: str = RunTrigger.TICK
+    releases: Sequence[Release],
+    *,
+    now: datetime | None = None,
+    trigger: str = RunTrigger.TICK,
+    run: Run | None = None,
 ) -> list[Outcome]:
-    """Claim, measure, decide and record: one run per release, one result per criterion."""
+    """Claim, measure, decide and record: one run per release, one result per criterion.
+
+    With a job `run` (the tick), a release whose criteria cannot be evaluated is recorded as the
+    job's failed item, its run notes why, and the other releases' results are stored as usual.
+    """
+    job_run = run
     now = now or timezone.now()
     runs = claim_runs(releases, now, trigger)
     releases = [r for r in releases if r.pk in runs]
@@ -404,24 +455,33 @@ def evaluate_releases(
                 pushed.append((release, criterion))
             else:
                 remote.append((release, criterion, source))
-    evaluations = _evaluate_push(pushed, now)
+    failed: set[int] = set()
+    evaluations = _evaluate_push(pushed, now, job_run, failed)
     evaluations.update(_evaluate_remote(remote, now))
     previous = previous_results(runs, now)
 
     outcomes = []
     results = []
     for release in releases:
-        run = runs[release.pk]
-        outcome = Outcome(release=release, run=run)
-        for criterion in by_release[release.pk]:
-            key = (release.pk, criterion.pk)
-            result = build_result(run, criterion, evaluations[key], previous.get(key), now)
-            outcome.results.append(result)
-            results.append(result)
-        live = [r.verdict for r in outcome.results if not r.dry_run] or [Verdict.PASS]
-        run.verdict = max(live, key=Verdict.severity) if outcome.results else ""
+        if release.pk in failed:
+            continue
+        outcome = None
+        with _guard(job_run, release):
+            outcome = _outcome(
+                release, runs[release.pk], by_release[release.pk], evaluations, previous, now
+            )
+        if outcome is None:
+            failed.add(release.pk)
+            continue
+        results.extend(outcome.results)
         outcomes.append(outcome)
     finished = timezone.now()
+    if failed:
+        # The claimed runs stay (the slot is taken, a second tick does not retry in a loop)
+        # and say why they have no results.
+        CheckRun.objects.filter(pk__in=[runs[pk].pk for pk in failed]).update(
+            finished_at=finished, action="not evaluated: the job recorded the error"
+        )
     by_verdict: dict[str, list[int]] = {}
     for outcome in outcomes:
         outcome.run.finished_at = finished
@@ -435,6 +495,26 @@ def evaluate_releases(
         for verdict, ids in by_verdict.items():
             CheckRun.objects.filter(pk__in=ids).update(verdict=verdict, finished_at=finished)
     return outcomes
+
+
+def _outcome(
+    release: Release,
+    run: CheckRun,
+    criteria: list[MetricCriterion],
+    evaluations: dict[tuple[int, int], Evaluation],
+    previous: dict[tuple[int, int], CheckResult],
+    now: datetime,
+) -> Outcome:
+    """One release's results with their verdicts, and its run's overall verdict."""
+    outcome = Outcome(release=release, run=run)
+    for criterion in criteria:
+        key = (release.pk, criterion.pk)
+        outcome.results.append(
+            build_result(run, criterion, evaluations[key], previous.get(key), now)
+        )
+    live = [r.verdict for r in outcome.results if not r.dry_run] or [Verdict.PASS]
+    run.verdict = max(live, key=Verdict.severity) if outcome.results else ""
+    return outcome
 
 
 def run_now(release: Release, *, now: datetime | None = None) -> Outcome:

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from apps.core import emails
+from apps.jobs.runner import job
 
 from .models import CheckNotification, Sample
 
@@ -65,5 +66,10 @@ def purge_old_samples(*, now: object = None, batch: int = PURGE_BATCH) -> int:
 
 @shared_task
 def purge_samples() -> int:
-    """Hourly: drop samples past the retention (CHECKS_SAMPLE_RETENTION_DAYS)."""
-    return purge_old_samples()
+    """Hourly: drop samples past the retention (CHECKS_SAMPLE_RETENTION_DAYS).
+
+    Batches of ids, not items: no row can poison a DELETE, so the job only records its run.
+    """
+    with job("checks.purge_samples") as run:
+        run.done = purge_old_samples()
+    return run.done

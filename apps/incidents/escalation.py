@@ -18,6 +18,7 @@ from django.db.models import Prefetch, Q
 from django.utils import timezone
 
 from apps.core.actors import Actor
+from apps.jobs.runner import job
 
 from . import notify
 from .choices import EscalateWhile, IncidentStatus, IncidentVerb
@@ -108,7 +109,11 @@ def _page(incident: Incident, step: EscalationStep, now: datetime) -> int:
 
 
 def escalate_due(now: datetime | None = None) -> EscalationReport:
-    """The tick: move every escalating incident to the level its age reaches."""
+    """The tick: move every escalating incident to the level its age reaches.
+
+    Each incident is one item of the job: one whose paging fails (a rotation that cannot say
+    who is on call, say) is recorded and rolled back, and the other incidents are paged.
+    """
     now = now or timezone.now()
     report = EscalationReport()
     candidates = (
@@ -119,14 +124,18 @@ def escalate_due(now: datetime | None = None) -> EscalationReport:
         .prefetch_related(*policy_prefetches("policy__", now))
         .order_by("opened_at", "pk")
     )
-    for incident in candidates:
-        report.examined += 1
-        before = incident.escalation_step
-        pages = escalate(incident, now)
-        if pages is None:
-            report.raced += 1
-            logger.info("Escalation of incident %s was done by another worker", incident.pk)
-        elif incident.escalation_step != before:
-            report.escalated.append(incident.pk)
-            report.pages += pages
+    with job("incidents.escalate") as run:
+        for incident in candidates:
+            report.examined += 1
+            before = incident.escalation_step
+            # No savepoint of its own: escalate() claims and pages in one transaction, and an
+            # incident with nothing due (most of them, every minute) must cost no queries.
+            with run.item(incident, atomic=False):
+                pages = escalate(incident, now)
+                if pages is None:
+                    report.raced += 1
+                    logger.info("Escalation of incident %s was done by another worker", incident.pk)
+                elif incident.escalation_step != before:
+                    report.escalated.append(incident.pk)
+                    report.pages += pages
     return report

@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from apps.core import emails
 from apps.core.actors import Actor
+from apps.jobs.runner import Run
 
 from .choices import ANNOUNCED_VERBS, Channel, DeliveryStatus, IncidentVerb
 from .models import (
@@ -47,6 +48,8 @@ RETRY_LONGEST = timedelta(minutes=30)
 # A pending delivery this old was not picked up after commit (broker down): the sweep sends it.
 PENDING_GRACE = timedelta(minutes=1)
 ERROR_LENGTH = 2000
+# The job whose items are the sends: failures that escape a delivery's own error handling.
+SEND_JOB = "incidents.send_delivery"
 
 
 def backoff(attempts: int) -> timedelta:
@@ -147,13 +150,51 @@ def _due(now: datetime) -> Q:
 
 
 def deliver(delivery_id: int, *, now: datetime | None = None) -> NotificationDelivery | None:
-    """Send one delivery if it is due and nobody else is sending it; None when not ours to send."""
+    """Send one delivery if it is due and nobody else is sending it; None when not ours to send.
+
+    A delivery whose send or bookkeeping raises past its own error handling (a malformed
+    target, say) is recorded as a failed item of the send job and pushed to its next attempt,
+    instead of staying claimed and coming back after every lease for ever.
+    """
     now = now or timezone.now()
     claimed = NotificationDelivery.objects.filter(_due(now), pk=delivery_id).update(
         claimed_at=now, attempts=F("attempts") + 1
     )
     if not claimed:
         return None
+    # No savepoint: the send talks to the outside world, never inside a transaction.
+    with Run(job=SEND_JOB).item(
+        kind=NotificationDelivery._meta.label_lower,
+        pk=delivery_id,
+        atomic=False,
+        on_failure=lambda exc: _push_back(delivery_id, exc, now),
+    ):
+        return _claimed_send(delivery_id, now)
+    return NotificationDelivery.objects.filter(pk=delivery_id).first()
+
+
+def _push_back(delivery_id: int, exc: Exception, claimed_at: datetime) -> None:
+    """The poison-row guard: give the claim back, record the error, wait for the next attempt."""
+    attempts = (
+        NotificationDelivery.objects.filter(pk=delivery_id)
+        .values_list("attempts", flat=True)
+        .first()
+    )
+    if attempts is None:
+        return
+    retry_at = None
+    if attempts < settings.INCIDENTS_DELIVERY_MAX_ATTEMPTS:
+        retry_at = timezone.now() + backoff(attempts)
+    NotificationDelivery.objects.filter(pk=delivery_id, claimed_at=claimed_at).update(
+        status=DeliveryStatus.FAILED,
+        last_error=f"{type(exc).__name__}: {exc}"[:ERROR_LENGTH],
+        next_attempt_at=retry_at,
+        claimed_at=None,
+    )
+
+
+def _claimed_send(delivery_id: int, now: datetime) -> NotificationDelivery:
+    """Send a delivery this worker has claimed; its failure is recorded on the row."""
     delivery = NotificationDelivery.objects.select_related(
         "incident__service", "incident__release__environment", "contact", "event"
     ).get(pk=delivery_id)

@@ -7,6 +7,8 @@ import logging
 from celery import shared_task
 from django.utils import timezone
 
+from apps.jobs.runner import job
+
 from . import escalation, notify
 from .choices import DeliveryStatus
 
@@ -42,7 +44,12 @@ def escalate() -> dict[str, int]:
 
 @shared_task
 def retry_deliveries() -> int:
-    """Every minute: send again the deliveries whose backoff is over (and stranded ones)."""
-    due = notify.due_for_retry()
-    notify.queue(due)
+    """Every minute: send again the deliveries whose backoff is over (and stranded ones).
+
+    Each send is its own task; one that fails is recorded by the send job (notify.deliver).
+    """
+    with job("incidents.retry_deliveries") as run:
+        due = notify.due_for_retry()
+        notify.queue(due)
+        run.done = len(due)
     return len(due)

@@ -22,7 +22,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(JobRun)
 class JobRunAdmin(ReadOnlyAdmin):
-    list_display = ("job", "outcome", "finished_at", "items_done", "items_failed", "runs")
+    list_display = ("job", "outcome", "finished_at", "items_done", "items_failed")
     list_filter = ("outcome",)
     search_fields = ("job",)
 

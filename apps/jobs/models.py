@@ -24,7 +24,6 @@ class JobRun(models.Model):
     items_done = models.PositiveIntegerField(default=0)
     items_failed = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True, help_text="Why the run crashed, when it did.")
-    runs = models.PositiveBigIntegerField(default=0, help_text="Runs recorded since the first.")
 
     class Meta:
         ordering = ["job"]

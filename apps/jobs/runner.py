@@ -53,13 +53,15 @@ class Run:
         pk: object = None,
         label: str = "",
         atomic: bool = True,
-        on_failure: Callable[[], Any] | None = None,
+        on_failure: Callable[[Exception], Any] | None = None,
     ) -> Iterator[None]:
         """Run one item; an exception is recorded against it and swallowed.
 
         `obj` names the item (or `kind` and `pk` for something that is not a model instance).
         `atomic=False` skips the savepoint where the item's work already writes in one
-        transaction of its own and a savepoint per item would cost queries on every run.
+        transaction of its own and a savepoint per item would cost queries on every run, or
+        where it talks to the outside world (an email is never sent inside a transaction).
+        `on_failure(exc)` runs after the failure is recorded: push the row's next attempt ahead.
         """
         try:
             if atomic:
@@ -78,7 +80,7 @@ class Run:
                 raise  # the database cannot even take the record: stop the run
             if on_failure is not None:
                 try:
-                    on_failure()
+                    on_failure(exc)
                 except Exception:
                     logger.exception("%s: could not push %s %s back", self.job, kind, pk)
         else:
@@ -133,24 +135,31 @@ def record_failure(
 
 
 def _finish(run: Run, outcome: str, error: str = "") -> None:
-    """Store the run in the job's JobRun row (one UPDATE; an INSERT the first time)."""
-    fields = {
-        "started_at": run.started_at,
-        "finished_at": timezone.now(),
-        "outcome": outcome,
-        "items_done": run.done,
-        "items_failed": run.failed,
-        "error": error,
-    }
+    """Store the run in the job's JobRun row: one upsert, so every run costs the same queries."""
+    row = JobRun(
+        job=run.job,
+        started_at=run.started_at,
+        finished_at=timezone.now(),
+        outcome=outcome,
+        items_done=run.done,
+        items_failed=run.failed,
+        error=error,
+    )
     try:
         with transaction.atomic():
-            if JobRun.objects.filter(job=run.job).update(runs=F("runs") + 1, **fields):
-                return
-            try:
-                with transaction.atomic():
-                    JobRun.objects.create(job=run.job, runs=1, **fields)
-            except IntegrityError:  # the same job's first run, twice at once
-                JobRun.objects.filter(job=run.job).update(runs=F("runs") + 1, **fields)
+            JobRun.objects.bulk_create(
+                [row],
+                update_conflicts=True,
+                unique_fields=["job"],
+                update_fields=[
+                    "started_at",
+                    "finished_at",
+                    "outcome",
+                    "items_done",
+                    "items_failed",
+                    "error",
+                ],
+            )
     except Exception:  # the record of a run must never be what fails it
         logger.exception("Could not record the run of %s", run.job)
 

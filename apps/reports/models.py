@@ -156,19 +156,25 @@ class Report(models.Model):
     html = models.TextField(help_text="The HTML email as sent (charts referenced by cid:).")
     text = models.TextField(help_text="The plain-text email as sent.")
     generated_at = models.DateTimeField(default=timezone.now, db_index=True)
+    preview = models.BooleanField(
+        default=False,
+        help_text="Generated before its period ended: a partial copy, never the one scheduled.",
+    )
 
     objects = ReportQuerySet.as_manager()
 
     class Meta:
         ordering = ["-period_start", "-id"]
         constraints = [
+            # One complete report per scope and period; previews are kept beside it, any number.
             models.UniqueConstraint(
                 fields=["kind", "service", "time_zone", "period_start"],
+                condition=Q(preview=False),
                 name="report_once_per_scope_period",
             ),
             models.UniqueConstraint(
                 fields=["kind", "time_zone", "period_start"],
-                condition=Q(service__isnull=True),
+                condition=Q(service__isnull=True, preview=False),
                 name="report_once_per_period_all_services",
             ),
         ]

@@ -24,6 +24,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from apps.core import emails
+from apps.jobs.runner import Run, job
 from apps.releases.models import Service
 
 from . import charts, content
@@ -41,6 +42,8 @@ RETRY_LONGEST = timedelta(hours=1)
 # A pending delivery this old was not picked up after commit (broker down): the sweep sends it.
 PENDING_GRACE = timedelta(minutes=2)
 ERROR_LENGTH = 2000
+# The job whose items are the sends: failures that escape a delivery's own error handling.
+SEND_JOB = "reports.send_delivery"
 
 
 def max_attempts() -> int:
@@ -81,6 +84,8 @@ def generate(service: Service | None, period: Period, *, now: datetime | None = 
     """Compute, render and draw a report without storing anything."""
     now = now or timezone.now()
     data = content.build(service, period, now=now)
+    # Before the period's end the figures stop at `now`: say so wherever the report is read.
+    data["preview"] = now < period.end
     subject, text, html = render(data, chart_src=email_chart_src())
     return Draft(
         service=service,
@@ -94,11 +99,13 @@ def generate(service: Service | None, period: Period, *, now: datetime | None = 
 
 
 def _existing(service: Service | None, period: Period) -> Report | None:
+    """The complete report of this scope and period; a preview is never reused."""
     return Report.objects.filter(
         kind=period.kind,
         service=service,
         time_zone=period.time_zone,
         period_start=period.start,
+        preview=False,
     ).first()
 
 
@@ -109,14 +116,21 @@ def obtain_report(
 
     Subscribers of the same scope, kind and time zone share one report; two workers generating
     it at once store it once (the unique constraint decides, the loser reads the winner's).
+    A period that has not ended yet gets a fresh preview each time: its figures stop at `now`,
+    so it is stored apart (preview=True) and never handed out again, least of all by the
+    schedule, which generates the complete report once the period is over.
     """
-    report = _existing(service, period)
-    if report is not None:
-        return report, False
+    now = now or timezone.now()
+    preview = now < period.end
+    if not preview:
+        report = _existing(service, period)
+        if report is not None:
+            return report, False
     draft = generate(service, period, now=now)
     try:
         with transaction.atomic():
             report = Report.objects.create(
+                preview=preview,
                 kind=period.kind,
                 service=service,
                 time_zone=period.time_zone,
@@ -126,7 +140,7 @@ def obtain_report(
                 content=draft.content,
                 html=draft.html,
                 text=draft.text,
-                generated_at=now or timezone.now(),
+                generated_at=now,
             )
             ReportChart.objects.bulk_create(
                 ReportChart(report=report, name=name, title=title, png=png)
@@ -136,7 +150,7 @@ def obtain_report(
             report.subject, report.text, report.html = emails.render(EMAIL, email_context(report))
             report.save(update_fields=["subject", "text", "html"])
     except IntegrityError:
-        report = _existing(service, period)
+        report = None if preview else _existing(service, period)
         if report is None:
             raise
         return report, False
@@ -203,15 +217,20 @@ def period_for(subscription: ReportSubscription, at: datetime) -> Period:
 
 
 def send_due(now: datetime | None = None) -> RunReport:
-    """The scheduled task: claim every due subscription, report to it, retry failed sends."""
+    """The scheduled task: claim every due subscription, report to it, retry failed sends.
+
+    Each subscription is one item of the job, in its own savepoint with its claim: one that
+    fails (a time zone that is no zone, say) is recorded, its claim rolls back so the next run
+    tries it again, and the other subscriptions get their reports.
+    """
     now = now or timezone.now()
     run = RunReport()
-    for subscription in (
-        due_subscriptions(now).select_related("user", "service").order_by("next_due_at", "pk")
-    ):
-        due_at = subscription.next_due_at
-        try:
-            with transaction.atomic():
+    with job("reports.send_due") as job_run:
+        for subscription in (
+            due_subscriptions(now).select_related("user", "service").order_by("next_due_at", "pk")
+        ):
+            due_at = subscription.next_due_at
+            with job_run.item(subscription):
                 if not claim(subscription, now):
                     run.raced += 1
                     continue
@@ -219,15 +238,12 @@ def send_due(now: datetime | None = None) -> RunReport:
                     subscription.service, period_for(subscription, due_at), now=now
                 )
                 made = add_recipients(report, [(subscription.address, subscription)])
-        except Exception:  # one broken subscription must not stop the others' reports
-            logger.exception("Could not report to subscription %s", subscription.pk)
-            continue
-        run.claimed.append(subscription.pk)
-        run.reports_generated += int(generated)
-        run.deliveries += len(made)
-    retry = due_for_retry(now)
-    queue(retry)
-    run.retried = len(retry)
+                run.claimed.append(subscription.pk)
+                run.reports_generated += int(generated)
+                run.deliveries += len(made)
+        retry = due_for_retry(now)
+        queue(retry)
+        run.retried = len(retry)
     return run
 
 
@@ -296,13 +312,37 @@ def email_context(report: Report) -> dict[str, Any]:
 
 
 def deliver(delivery_id: int, *, now: datetime | None = None) -> ReportDelivery | None:
-    """Send one delivery if it is due and nobody else is sending it; None when not ours."""
+    """Send one delivery if it is due and nobody else is sending it; None when not ours.
+
+    A delivery that raises past its own error handling is recorded as a failed item of the
+    send job and pushed to its next attempt, instead of staying claimed until every lease ends.
+    """
     now = now or timezone.now()
     claimed = ReportDelivery.objects.filter(_due(now), pk=delivery_id).update(
         claimed_at=now, attempts=F("attempts") + 1
     )
     if not claimed:
         return None
+    # No savepoint: the send talks to the mail server, never inside a transaction.
+    with Run(job=SEND_JOB).item(
+        kind=ReportDelivery._meta.label_lower,
+        pk=delivery_id,
+        atomic=False,
+        on_failure=lambda exc: _push_back(delivery_id, exc, now),
+    ):
+        return _claimed_send(delivery_id, now)
+    return ReportDelivery.objects.filter(pk=delivery_id).first()
+
+
+def _push_back(delivery_id: int, exc: Exception, claimed_at: datetime) -> None:
+    """The poison-row guard: give the claim back, record the error, wait for the next attempt."""
+    delivery = ReportDelivery.objects.filter(pk=delivery_id, claimed_at=claimed_at).first()
+    if delivery is not None:
+        _failed(delivery, exc, claimed_at)
+
+
+def _claimed_send(delivery_id: int, now: datetime) -> ReportDelivery:
+    """Send a delivery this worker has claimed; its failure is recorded on the row."""
     delivery = ReportDelivery.objects.select_related("report").get(pk=delivery_id)
     report = delivery.report
     images = [(chart.content_id, bytes(chart.png)) for chart in report.charts.all()]

@@ -21,6 +21,7 @@ from apps.checks.choices import CriticalAction, RunTrigger, Verdict, WarningActi
 from apps.checks.models import CheckResult
 from apps.core.actors import Actor
 from apps.incidents import lifecycle as incidents
+from apps.jobs.runner import Run, job
 from apps.releases.choices import ReleaseStatus
 from apps.releases.models import Release
 
@@ -138,27 +139,52 @@ def _queue(notification_id: int) -> None:
         logger.exception("Could not queue metric check notification %s", notification_id)
 
 
+def needs_action(outcome: checks.Outcome) -> bool:
+    """Whether act() has anything to do: a live warning or failure (else it reads nothing)."""
+    return any(
+        r.verdict in (Verdict.WARN, Verdict.FAIL)
+        for r in outcome.results
+        if not r.dry_run and r.criterion is not None
+    )
+
+
 def evaluate_and_act(
-    releases: list[Release], *, now: datetime | None = None, trigger: str = RunTrigger.TICK
+    releases: list[Release],
+    *,
+    now: datetime | None = None,
+    trigger: str = RunTrigger.TICK,
+    run: Run | None = None,
 ) -> AnalysisReport:
-    """Evaluate the given releases' criteria, record the results and act on them."""
+    """Evaluate the given releases' criteria, record the results and act on them.
+
+    With a job `run` (the tick), each release is acted on in its own savepoint: one whose
+    pause, rollback, incident or notification fails is recorded and the others are acted on.
+    Releases with nothing to act on take no savepoint, so a quiet tick costs no more queries.
+    """
     report = AnalysisReport()
-    outcomes = checks.evaluate_releases(releases, now=now or timezone.now(), trigger=trigger)
+    outcomes = checks.evaluate_releases(
+        releases, now=now or timezone.now(), trigger=trigger, run=run
+    )
     report.releases = len(outcomes)
     for outcome in outcomes:
         report.results += len(outcome.results)
-        act(outcome, report)
+        if run is None:
+            act(outcome, report)
+        elif needs_action(outcome):
+            with run.item(outcome.release):
+                act(outcome, report)
     return report
 
 
 def run_checks(*, now: datetime | None = None) -> AnalysisReport:
     """The tick's part: every in-progress release, once per tick slot."""
-    releases = list(
-        Release.objects.in_progress()
-        .select_related("service", "environment", "current_stage")
-        .order_by("pk")
-    )
-    return evaluate_and_act(releases, now=now)
+    with job("rollouts.checks") as run:
+        releases = list(
+            Release.objects.in_progress()
+            .select_related("service", "environment", "current_stage")
+            .order_by("pk")
+        )
+        return evaluate_and_act(releases, now=now, run=run)
 
 
 def run_checks_now(release: Release) -> AnalysisReport:

@@ -9,6 +9,7 @@ from django.db.models import DateTimeField, ExpressionWrapper, F, Value
 from django.utils import timezone
 
 from apps.core.actors import Actor
+from apps.jobs.runner import job
 from apps.releases.models import Release
 
 from . import gate, transitions
@@ -30,7 +31,8 @@ def auto_advance_due() -> TickReport:
     """Advance every running release whose stage auto-advances and whose gate is green.
 
     Safe to run twice at once: advance() locks the row and refuses when the release has moved
-    since it was read, so two workers never advance the same release twice.
+    since it was read, so two workers never advance the same release twice. Each release is one
+    item of the job: one whose gate or advance fails is recorded and the others go on.
     """
     now = timezone.now()
     report = TickReport()
@@ -47,16 +49,22 @@ def auto_advance_due() -> TickReport:
         .select_related("service", "current_stage")
         .order_by("pk")
     )
-    for release in candidates.iterator(chunk_size=500):
-        report.examined += 1
-        if not gate.evaluate(release, now=now).can_advance:
-            report.held += 1
-            continue
-        try:
-            transitions.advance(release, actor=actor, reason="Gate green; stage auto-advances.")
-        except transitions.TransitionError as exc:
-            report.skipped += 1
-            logger.info("Auto-advance of release %s skipped: %s", release.pk, exc.message)
-        else:
-            report.advanced.append(release.pk)
+    with job("rollouts.auto_advance") as run:
+        for release in candidates.iterator(chunk_size=500):
+            report.examined += 1
+            # No savepoint of its own: the gate only reads, and advance() writes in one
+            # transaction; a savepoint per release would cost every tick two queries each.
+            with run.item(release, atomic=False):
+                if not gate.evaluate(release, now=now).can_advance:
+                    report.held += 1
+                    continue
+                try:
+                    transitions.advance(
+                        release, actor=actor, reason="Gate green; stage auto-advances."
+                    )
+                except transitions.TransitionError as exc:
+                    report.skipped += 1
+                    logger.info("Auto-advance of release %s skipped: %s", release.pk, exc.message)
+                else:
+                    report.advanced.append(release.pk)
     return report

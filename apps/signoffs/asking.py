@@ -19,6 +19,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from apps.core.actors import Actor
+from apps.jobs.runner import job
 from apps.releases.choices import EventVerb, ReleaseStatus
 from apps.releases.models import Event, Release
 
@@ -169,23 +170,34 @@ def remind_due(now: datetime | None = None) -> dict[int, list[int]]:
         .select_related("release__current_stage", "release__service")
         .order_by("user_id", "pk")
     )
-    by_user: dict[int, list[int]] = defaultdict(list)
-    for request in pending_for(due, now):
-        by_user[request.user_id].append(request.pk)
     claimed: dict[int, list[int]] = {}
-    for user_id, request_ids in by_user.items():
-        with transaction.atomic():
-            SignerReminder.objects.get_or_create(user_id=user_id)
-            won = (
-                SignerReminder.objects.filter(user_id=user_id)
-                .filter(Q(last_sent_at__isnull=True) | Q(last_sent_at__lte=cutoff))
-                .update(last_sent_at=now)
-            )
-            if not won:
-                continue
-            SignOffRequest.objects.filter(pk__in=request_ids).update(
-                reminded_at=now, reminders_sent=F("reminders_sent") + 1
-            )
-            after_commit("send_signoff_reminder", [(user_id, request_ids)])
-        claimed[user_id] = request_ids
+    with job("signoffs.remind") as run:
+        # One item per release: a release whose gate cannot be read reminds nobody of itself,
+        # and everyone's other gates are still reminded.
+        by_release: dict[int, list[SignOffRequest]] = defaultdict(list)
+        for request in due:
+            by_release[request.release_id].append(request)
+        pending: list[SignOffRequest] = []
+        for requests in by_release.values():
+            with run.item(requests[0].release):
+                pending.extend(pending_for(requests, now))
+        by_user: dict[int, list[int]] = defaultdict(list)
+        for request in sorted(pending, key=lambda r: (r.user_id, r.pk)):
+            by_user[request.user_id].append(request.pk)
+        for user_id, request_ids in by_user.items():
+            # The item's savepoint is the claim's transaction.
+            with run.item(kind="auth.user", pk=user_id):
+                SignerReminder.objects.get_or_create(user_id=user_id)
+                won = (
+                    SignerReminder.objects.filter(user_id=user_id)
+                    .filter(Q(last_sent_at__isnull=True) | Q(last_sent_at__lte=cutoff))
+                    .update(last_sent_at=now)
+                )
+                if not won:
+                    continue
+                SignOffRequest.objects.filter(pk__in=request_ids).update(
+                    reminded_at=now, reminders_sent=F("reminders_sent") + 1
+                )
+                after_commit("send_signoff_reminder", [(user_id, request_ids)])
+                claimed[user_id] = request_ids
     return claimed

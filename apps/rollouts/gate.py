@@ -22,6 +22,7 @@ from .blockers import Blocker
 from .gate_checklists import check_checklists
 from .gate_incidents import check_incidents
 from .gate_metrics import check_metrics, check_traffic
+from .gate_running import check_running_release
 from .gate_signoffs import check_freeze, check_signoffs
 
 __all__ = ["Blocker", "Verdict", "evaluate", "CHECKS"]
@@ -89,6 +90,7 @@ def check_soak(release: Release, stage: Stage | None, now: datetime) -> list[Blo
 
 CHECKS: list[Check] = [
     check_status,
+    check_running_release,
     check_soak,
     check_checklists,
     check_signoffs,

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from apps.core.actors import Actor, ActorKind
 from apps.releases.choices import EventVerb, ReleaseStatus, StageStatus
-from apps.releases.models import Event, Release, Stage
+from apps.releases.models import Event, Release, Service, Stage
 
 from . import completion, gate
 
@@ -149,16 +149,35 @@ def _leave(stage: Stage, status: str, now: datetime, paused_at: datetime | None)
     stage.save(update_fields=["status", "exited_at", "paused_for"])
 
 
+def _lock_service(release: Release) -> None:
+    """Hold the service row until the transaction ends: its releases' starts queue up here.
+
+    Two starts of two different releases each lock only their own row, so both would read the
+    other as still planned and both pass the gate's "another release is running" check. The
+    service row is the lock they share; once the first commits, the second's gate (a fresh read
+    under READ COMMITTED) sees it running and refuses. Starts are rare: serialising every start
+    of one service, whatever the environment, costs nothing.
+    """
+    list(Service.objects.select_for_update().filter(pk=release.service_id).values_list("pk"))
+
+
 def start(release: Release, *, actor: Actor, reason: str = "", force: bool = False) -> Release:
-    """Planned → in progress, entering the first stage."""
+    """Planned → in progress, entering the first stage.
+
+    Refused (a gate blocker) while another release of the service is running in the same
+    environment, unless a release manager forces it with a reason.
+    """
 
     def apply(r: Release, now: datetime) -> list[Event]:
+        _lock_service(r)
         events = _check_gate(r, actor, reason, force, now)
         first = r.stages.order_by("position").first()
         _enter(first, now)
         r.status, r.current_stage, r.started_at = ReleaseStatus.IN_PROGRESS, first, now
         r.save(update_fields=["status", "current_stage", "started_at", "updated_at"])
-        data = {"stage": first.name, "traffic_percentage": first.traffic_percentage}
+        data: dict = {"stage": first.name, "traffic_percentage": first.traffic_percentage}
+        if force and events:
+            data["forced"] = True
         return events + [
             Event.record(r, EventVerb.STARTED, actor, reason=reason, stage=first, data=data)
         ]

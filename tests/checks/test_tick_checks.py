@@ -16,7 +16,7 @@ from apps.rollouts import transitions
 from apps.rollouts.analysis import run_checks
 from apps.rollouts.tasks import tick
 from tests.checks.conftest import criterion, push
-from tests.factories import PlanFactory, ServiceFactory, make_release
+from tests.factories import EnvironmentFactory, PlanFactory, ServiceFactory, make_release
 
 pytestmark = pytest.mark.django_db
 
@@ -246,7 +246,9 @@ def test_two_ticks_in_the_same_minute_evaluate_once(running, plan, error_rate):
 def test_only_in_progress_releases_are_checked(running, plan, error_rate, production):
     criterion(plan, error_rate)
     planned = make_release(service=running.service, plan=plan, environment=production)
-    paused = make_release(service=running.service, plan=plan, environment=production)
+    # Paused in staging: production holds one running release of the service at a time.
+    staging = EnvironmentFactory(name="Staging", slug="staging", is_production=False)
+    paused = make_release(service=running.service, plan=plan, environment=staging)
     transitions.start(paused, actor=SYSTEM)
     transitions.pause(paused, actor=SYSTEM)
 

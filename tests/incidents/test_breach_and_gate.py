@@ -17,7 +17,7 @@ from apps.releases.choices import EventVerb, ReleaseStatus
 from apps.rollouts import gate, transitions
 from apps.rollouts.analysis import run_checks
 from tests.checks.conftest import criterion, push
-from tests.factories import PlanFactory, make_release
+from tests.factories import EnvironmentFactory, PlanFactory, make_release
 
 pytestmark = pytest.mark.django_db
 
@@ -108,8 +108,12 @@ def test_a_repeat_breach_adds_to_the_open_incident_instead_of_opening_another(
 
 @pytest.fixture
 def releases(clock, service, other_service, production, plan):
-    """A planned and a running release of the service, and a running one of another service."""
-    planned = make_release(service=service, environment=production, plan=plan, version="3.0")
+    """A planned and a running release of the service, and a running one of another service.
+
+    The planned one goes to staging: in production it would also wait for 2.9 to finish.
+    """
+    staging = EnvironmentFactory(name="Staging", slug="staging", is_production=False)
+    planned = make_release(service=service, environment=staging, plan=plan, version="3.0")
     running = make_release(service=service, environment=production, plan=plan, version="2.9")
     elsewhere = make_release(service=other_service, environment=production, plan=plan)
     for release in (running, elsewhere):

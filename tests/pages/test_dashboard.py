@@ -15,7 +15,7 @@ from django.utils import timezone
 from apps.core.actors import Actor
 from apps.rollouts import transitions
 from apps.signoffs import services as signoffs
-from tests.factories import PlanFactory, ServiceFactory, make_release
+from tests.factories import EnvironmentFactory, PlanFactory, ServiceFactory, make_release
 from tests.pages.conftest import client_for
 
 pytestmark = pytest.mark.django_db
@@ -52,7 +52,9 @@ def test_running_releases_by_service_with_a_worded_gate_light(rollout, productio
     soaking = make_release(service=billing, environment=production, version="7.1.0")
     with time_machine.travel(timezone.now() - timedelta(minutes=30), tick=False):
         transitions.start(soaking, actor=SYSTEM)
-    paused = make_release(service=billing, environment=production, version="7.0.9")
+    # Paused in staging: one release of a service runs in an environment at a time.
+    staging = EnvironmentFactory(name="Staging", slug="staging", is_production=False)
+    paused = make_release(service=billing, environment=staging, version="7.0.9")
     transitions.start(paused, actor=SYSTEM)
     transitions.pause(paused, actor=SYSTEM, reason="error rate")
     ready = make_release(
@@ -98,13 +100,15 @@ def test_waiting_for_my_signoff(rollout, alice, victor):
 
 
 def test_planned_and_recently_finished_releases(rollout, production, victor):
-    planned = make_release(service=rollout.release.service, environment=production, version="2.5.0")
-    rolled_back = make_release(
-        service=rollout.release.service, environment=production, version="2.3.1"
-    )
+    service = rollout.release.service
+    staging = EnvironmentFactory(name="Staging", slug="staging", is_production=False)
+    planned = make_release(service=service, environment=staging, version="2.5.0")
+    # Planned for production, where the rollout's release still runs: the card says so.
+    waiting = make_release(service=service, environment=production, version="2.6.0")
+    rolled_back = make_release(service=service, environment=staging, version="2.3.1")
     transitions.start(rolled_back, actor=SYSTEM)
     transitions.rollback(rolled_back, actor=SYSTEM, reason="bad")
-    old = make_release(service=rollout.release.service, environment=production, version="1.0.0")
+    old = make_release(service=service, environment=staging, version="1.0.0")
     with time_machine.travel(timezone.now() - timedelta(days=30), tick=False):
         transitions.start(old, actor=SYSTEM)
         transitions.rollback(old, actor=SYSTEM, reason="long ago")
@@ -114,6 +118,11 @@ def test_planned_and_recently_finished_releases(rollout, production, victor):
         0
     ]
     assert planned.version in planned_section and "May start now." in planned_section
+    held = card(planned_section, waiting.version)
+    assert (
+        f"Another release of AI Orchestra is running in Production: {rollout.release.version} "
+        f"(release #{rollout.release.pk}), in progress at stage canary (5 %)."
+    ) in held
     finished = re.search(r'<section aria-labelledby="h-finished">.*?</section>', html, re.S)[0]
     assert "2.3.1" in finished and "Rolled back" in finished
     assert "1.0.0" not in finished

@@ -108,7 +108,9 @@ def test_dashboard_queries_do_not_grow_with_history_or_size(
 ):
     rollout = small_rollout(service, production)
     make_release(service=service, environment=production, version="1.1.0")  # planned
-    done = make_release(service=service, environment=production, version="0.9.0")
+    # Finished releases ran in staging: production runs one release of the service at a time.
+    staging = EnvironmentFactory(name="Staging", slug="staging", is_production=False)
+    done = make_release(service=service, environment=staging, version="0.9.1")
     transitions.start(done, actor=SYSTEM)
     transitions.rollback(done, actor=SYSTEM, reason="old")
 
@@ -122,7 +124,6 @@ def test_dashboard_queries_do_not_grow_with_history_or_size(
         Event(release=rollout.release, verb="updated", actor_kind="system", actor_name="x")
         for _ in range(300)
     )
-    staging = EnvironmentFactory(name="Staging", slug="staging", is_production=False)
     for i in range(FINISHED_SHOWN + 5):
         old = make_release(service=service, environment=staging, version=f"0.{i}.0")
         transitions.start(old, actor=SYSTEM)

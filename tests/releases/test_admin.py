@@ -78,9 +78,16 @@ def test_release_changelist_query_count_does_not_grow_with_rows(
 
     def add_releases(count: int) -> None:
         for i in range(count):
-            release = make_release(service=services[i % 3], environment=production)
-            if i % 2:
-                # Running releases have a current stage, the column that could cost a query each.
+            # Running releases have a current stage, the column that could cost a query each;
+            # each runs in an environment of its own (one running release per service and
+            # environment).
+            running = bool(i % 2)
+            environment = production
+            if running:
+                n = Release.objects.count()
+                environment = EnvironmentFactory(name=f"Region {n}", slug=f"region-{n}")
+            release = make_release(service=services[i % 3], environment=environment)
+            if running:
                 transitions.start(release, actor=SYSTEM)
 
     add_releases(5)
@@ -196,7 +203,10 @@ def test_refused_advance_reports_the_gate_and_changes_nothing(
 
 def test_one_refusal_does_not_stop_the_others(rita_client, service, soaking_plan) -> None:
     ready = in_state(ReleaseStatus.IN_PROGRESS, service=service)
-    soaking = in_state(ReleaseStatus.IN_PROGRESS, service=service, plan=soaking_plan)
+    staging = EnvironmentFactory(name="Staging", slug="staging", is_production=False)
+    soaking = in_state(
+        ReleaseStatus.IN_PROGRESS, service=service, plan=soaking_plan, environment=staging
+    )
 
     response = post_action(rita_client, "advance_releases", [ready, soaking], apply="1")
 

@@ -11,7 +11,7 @@ from apps.core.actors import Actor
 from apps.releases.choices import EventVerb, ReleaseStatus
 from apps.rollouts import transitions
 from apps.rollouts.tasks import tick
-from tests.factories import PlanFactory, make_release
+from tests.factories import EnvironmentFactory, PlanFactory, make_release
 
 pytestmark = pytest.mark.django_db
 
@@ -28,9 +28,12 @@ def test_tick_advances_only_auto_stages_whose_soak_is_over(service, production):
     manual = PlanFactory(slug="manual", stages=[("canary", 5, timedelta(0), False)])
     system = Actor.system("tests")
     with time_machine.travel("2026-11-02 09:00:00+00:00", tick=False) as clock:
+        # One running release per service and environment: each in an environment of its own.
+        staging = EnvironmentFactory(name="Staging", slug="staging", is_production=False)
+        eu = EnvironmentFactory(name="Production EU", slug="production-eu")
         a = make_release(service=service, environment=production, plan=auto, version="a")
-        m = make_release(service=service, environment=production, plan=manual, version="m")
-        p = make_release(service=service, environment=production, plan=auto, version="p")
+        m = make_release(service=service, environment=staging, plan=manual, version="m")
+        p = make_release(service=service, environment=eu, plan=auto, version="p")
         for release in (a, m, p):
             transitions.start(release, actor=system)
         transitions.pause(p, actor=system)

@@ -91,7 +91,8 @@ def test_advance_is_blocked_override_recorded_pause_and_rollback_never(
     with time_machine.travel("2026-10-23 10:00:00+00:00", tick=False) as clock:
         release = make_release(service=service, environment=production)
         transitions.start(release, actor=rita_actor)
-        other = make_release(service=service, environment=production)
+        staging = EnvironmentFactory(name="Staging", slug="staging", is_production=False)
+        other = make_release(service=service, environment=staging)
         transitions.start(other, actor=rita_actor)
         clock.move_to("2026-10-24 10:00:00+00:00")
 

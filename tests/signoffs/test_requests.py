@@ -13,7 +13,7 @@ from apps.rollouts import transitions
 from apps.signoffs import asking, services, tasks
 from apps.signoffs.choices import Decision
 from apps.signoffs.models import SignOffRequest
-from tests.factories import PlanFactory, UserFactory, make_release
+from tests.factories import EnvironmentFactory, PlanFactory, UserFactory, make_release
 
 from .conftest import EM, PRODUCT, add_rule, member
 
@@ -125,8 +125,11 @@ def test_reminders_at_most_once_per_period(
         transitions.start(release, actor=SYSTEM)
         clock.shift(timedelta(hours=1))
         sweep()
-        # A second release waits for Erin too: her reminders cover both, in one email.
-        second = make_release(service=service, environment=production, plan=plan)
+        # A second release waits for Erin too: her reminders cover both, in one email. It goes
+        # to staging: in production it would also wait for the first to finish, and nobody is
+        # asked to sign a gate that waits for more than sign-offs.
+        staging = EnvironmentFactory(name="Staging", slug="staging", is_production=False)
+        second = make_release(service=service, environment=staging, plan=plan)
         sweep()
         assert len(mailoutbox) == 3
         mailoutbox.clear()

@@ -4,7 +4,7 @@
 # Needs bash, curl and python3 (to read JSON). Replace set_traffic and smoke_check with yours.
 set -euo pipefail
 
-: "${RD:?set RD to rolloutdesk's API root, e.g. http://127.0.0.1:8000/api/v1}"
+: "${RD:?set RD to the API root of rolloutdesk, e.g. http://127.0.0.1:8000/api/v1}"
 : "${TOKEN:?set TOKEN to an API token key (a CI secret)}"
 : "${VERSION:?set VERSION to the version this pipeline built}"
 SERVICE=${SERVICE:-ai-orchestra}

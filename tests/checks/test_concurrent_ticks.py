@@ -18,7 +18,7 @@ from apps.releases.choices import EventVerb, ReleaseStatus
 from apps.rollouts import transitions
 from apps.rollouts.analysis import run_checks
 from tests.checks.conftest import criterion, push
-from tests.factories import PlanFactory, ServiceFactory, make_release
+from tests.factories import EnvironmentFactory, PlanFactory, ServiceFactory, make_release
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -36,8 +36,12 @@ def scene(postgres, production, error_rate, latency):
     plan = PlanFactory(slug="watched", stages=[("canary", 5, timedelta(0), False)])
     criterion(plan, error_rate, on_critical="rollback")
     criterion(plan, latency, warning_threshold=3, critical_threshold=5, on_critical="notify")
+    # Each in a region of its own: one release of a service runs in an environment at a time.
+    regions = [production] + [
+        EnvironmentFactory(name=f"Region {n}", slug=f"region-{n}") for n in range(1, 6)
+    ]
     releases = [
-        make_release(service=service, environment=production, plan=plan, version=f"3.{n}")
+        make_release(service=service, environment=regions[n], plan=plan, version=f"3.{n}")
         for n in range(6)
     ]
     for release in releases:

@@ -23,7 +23,7 @@ from apps.releases.choices import EventVerb, ReleaseStatus
 from apps.releases.models import Event, Release
 from apps.rollouts import transitions
 from tests.checks.conftest import criterion, push
-from tests.factories import PlanFactory, ServiceFactory, make_release
+from tests.factories import EnvironmentFactory, PlanFactory, ServiceFactory, make_release
 from tests.faults.conftest import page_on_call
 from tests.faults.services import wait_for
 
@@ -51,7 +51,9 @@ def test_with_redis_down_the_app_answers_and_the_work_resumes_when_it_returns(
         on_critical="rollback",
     )
     breaching = make_release(service=service, environment=production, plan=plan, version="2.4.0")
-    steady = make_release(service=service, environment=production, plan=plan, version="2.5.0")
+    # In another region: one release of a service runs in an environment at a time.
+    region = EnvironmentFactory(name="Production EU", slug="production-eu")
+    steady = make_release(service=service, environment=region, plan=plan, version="2.5.0")
     for release in (breaching, steady):
         transitions.start(release, actor=system)
     push(breaching, error_rate, [0.08] * 6, end=timezone.now(), count=500)

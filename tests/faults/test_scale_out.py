@@ -38,7 +38,7 @@ from apps.reports.tasks import send_due_reports
 from apps.rollouts import transitions
 from apps.rollouts.tasks import tick
 from tests.checks.conftest import criterion, push
-from tests.factories import PlanFactory, ServiceFactory, make_release
+from tests.factories import EnvironmentFactory, PlanFactory, ServiceFactory, make_release
 from tests.faults.conftest import page_on_call
 from tests.faults.services import wait_for
 
@@ -80,8 +80,11 @@ def test_two_workers_and_one_beat_do_everything_exactly_once(
     releases: dict[str, list[Release]] = {kind: [] for kind in kinds}
     for kind, value in kinds.items():
         for n in range(EACH):
+            # Each in a region of its own: one release of a service runs in an environment
+            # at a time.
+            region = EnvironmentFactory(name=f"Region {kind}-{n}", slug=f"region-{kind}-{n}")
             release = make_release(
-                service=service, environment=production, plan=plan, version=f"{kind}-{n}"
+                service=service, environment=region, plan=plan, version=f"{kind}-{n}"
             )
             transitions.start(release, actor=system)
             push(release, error_rate, [value] * 3, end=now, count=400)

@@ -25,7 +25,7 @@ from apps.releases.models import Event
 from apps.rollouts import transitions
 from apps.rollouts.tasks import tick
 from tests.checks.conftest import criterion, push
-from tests.factories import PlanFactory, ServiceFactory, make_release
+from tests.factories import EnvironmentFactory, PlanFactory, ServiceFactory, make_release
 from tests.faults.conftest import page_on_call
 from tests.faults.fast_settings import FAST_SECONDS
 from tests.faults.services import wait_for
@@ -50,9 +50,9 @@ def test_a_worker_killed_mid_tick_loses_and_doubles_nothing(celery, error_rate, 
     now = timezone.now()
     releases = []
     for n in range(RELEASES):
-        release = make_release(
-            service=service, environment=production, plan=plan, version=f"3.0.{n}"
-        )
+        # Each in a region of its own: one release of a service runs in an environment at a time.
+        region = EnvironmentFactory(name=f"Region {n}", slug=f"region-{n}")
+        release = make_release(service=service, environment=region, plan=plan, version=f"3.0.{n}")
         transitions.start(release, actor=system)
         push(release, error_rate, [0.09] * 3, end=now, count=400)
         releases.append(release)

@@ -16,7 +16,7 @@ from apps.releases.choices import EventVerb
 from apps.releases.models import Release
 from apps.rollouts import transitions
 from apps.rollouts.ticks import auto_advance_due
-from tests.factories import PlanFactory, make_release
+from tests.factories import EnvironmentFactory, PlanFactory, make_release
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -92,8 +92,12 @@ def test_two_ticks_at_once_auto_advance_each_release_once(postgres, service, pro
         slug="auto",
         stages=[("canary", 5, timedelta(0), True), ("all", 100, timedelta(hours=1), False)],
     )
+    # Each in a region of its own: one release of a service runs in an environment at a time.
+    regions = [production] + [
+        EnvironmentFactory(name=f"Region {n}", slug=f"region-{n}") for n in range(1, 10)
+    ]
     releases = [
-        make_release(service=service, environment=production, plan=plan, version=f"9.{n}")
+        make_release(service=service, environment=regions[n], plan=plan, version=f"9.{n}")
         for n in range(10)
     ]
     for release in releases:

@@ -180,8 +180,47 @@ def bucket_points(
     return buckets
 
 
-def evaluate_absolute(buckets: Sequence[Stats], rule: Rule) -> Evaluation:
-    """Every interval of the window must breach for the window to breach; a gap is inconclusive."""
+def intervals_lived(since: datetime | None, now: datetime, rule: Rule) -> int | None:
+    """How many of the window's newest intervals fall after `since` (the stage's entry); None
+    when the whole window does."""
+    if since is None:
+        return None
+    count = max(1, int(rule.window / rule.interval))
+    lived = -(-(now - since) // rule.interval)  # intervals touched since `since`, rounded up
+    return None if lived >= count else max(1, int(lived))
+
+
+def evaluate_absolute(
+    buckets: Sequence[Stats], rule: Rule, *, lived: int | None = None
+) -> Evaluation:
+    """Every interval of the window must breach for the window to breach; a gap is inconclusive.
+
+    `lived`: a stage younger than the window has lived only its newest intervals. Empty ones
+    before it are not gaps (there was nothing to measure yet), and a breach over the part lived
+    can warn but not turn critical: like Prometheus' `for`, the window must be full before
+    anything acts.
+    """
+    before = len(buckets) - lived if lived is not None else 0
+    empty = 0
+    while empty < before and buckets[empty].n == 0:
+        empty += 1
+    if empty:
+        buckets = buckets[empty:]
+    evaluation = _evaluate_buckets(buckets, rule)
+    if empty and evaluation.level == Level.CRITICAL:
+        lived_for = _human(rule.interval * len(buckets))
+        return Evaluation(
+            Level.WARNING,
+            value=evaluation.value,
+            samples=evaluation.samples,
+            threshold=rule.critical,
+            detail=f"Critical for the {lived_for} the stage has run; acts only once it holds "
+            f"for the whole {_human(rule.window)}.",
+        )
+    return evaluation
+
+
+def _evaluate_buckets(buckets: Sequence[Stats], rule: Rule) -> Evaluation:
     window = sum(buckets, Stats())
     value = window.value(rule.kind)
     if window.n < rule.min_samples:

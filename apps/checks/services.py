@@ -238,6 +238,12 @@ def _evaluate_push(
     return evaluations
 
 
+def _stage_entered(release: Release) -> datetime | None:
+    """When the release entered the stage being watched (its windows reach no further back)."""
+    stage = release.current_stage
+    return stage.entered_at if stage is not None else None
+
+
 def _evaluate_pushed_pair(
     release: Release,
     criterion: MetricCriterion,
@@ -254,7 +260,9 @@ def _evaluate_pushed_pair(
     treatment = minutes.get((*key, Variant.TREATMENT), {})
     if criterion.reference == Reference.ABSOLUTE:
         evaluation = evaluator.evaluate_absolute(
-            _buckets_from_minutes(treatment, criterion, widest), rule
+            _buckets_from_minutes(treatment, criterion, widest),
+            rule,
+            lived=evaluator.intervals_lived(_stage_entered(release), now, rule),
         )
     else:
         if criterion.reference == Reference.CONTROL:
@@ -278,16 +286,21 @@ def _evaluate_pushed_pair(
 
 
 def evaluate_measurements(
-    criterion: MetricCriterion, measurements: dict[str, list[Point]], now: datetime
+    criterion: MetricCriterion,
+    measurements: dict[str, list[Point]],
+    now: datetime,
+    since: datetime | None = None,
 ) -> Evaluation:
-    """Evaluate one criterion on points a provider returned."""
+    """Evaluate one criterion on points a provider returned (`since`: the stage's entry)."""
     rule = criterion.rule()
     treatment = measurements.get(Variant.TREATMENT, [])
     if criterion.reference == Reference.ABSOLUTE:
         buckets = evaluator.bucket_points(
             treatment, end=now, window=rule.window, interval=rule.interval
         )
-        return evaluator.evaluate_absolute(buckets, rule)
+        return evaluator.evaluate_absolute(
+            buckets, rule, lived=evaluator.intervals_lived(since, now, rule)
+        )
     start = now - rule.window
     in_window = [p for p in treatment if start <= p.at < now]
     reference_points = measurements.get(criterion.reference, [])
@@ -314,7 +327,7 @@ def evaluate_one(
         measurements = provider_fetch(criterion, release, window, source)
         # Inside the try: the points come from outside and run in a worker thread, where an
         # exception would end the whole pool's map, not just this criterion.
-        return evaluate_measurements(criterion, measurements, now)
+        return evaluate_measurements(criterion, measurements, now, _stage_entered(release))
     except ProviderError as exc:
         return Evaluation(Level.ERROR, detail=str(exc))
     except Exception as exc:  # a provider bug must not stop the other criteria

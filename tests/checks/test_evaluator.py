@@ -21,9 +21,12 @@ from apps.checks.evaluator import (
     Rule,
     Stats,
     Streaks,
+    bucket_points,
     decide,
+    evaluate_absolute,
     evaluate_relative,
     evaluate_series,
+    intervals_lived,
 )
 
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
@@ -317,3 +320,36 @@ def test_relative_needs_samples_on_both_sides() -> None:
 
     assert evaluation.level == Level.NO_DATA
     assert "0 control" in evaluation.detail
+
+
+# --- a stage younger than its criterion's window ------------------------------------------------
+QUALITY = Rule(
+    comparator="<", warning=3.5, critical=2.0, kind=MetricKind.GAUGE, for_window=30 * MINUTE
+)
+
+
+def _young(values: list[float | None], rule: Rule, *, entered_minutes_ago: int):
+    buckets = bucket_points(series(values), end=NOW, window=rule.window, interval=rule.interval)
+    lived = intervals_lived(NOW - MINUTE * entered_minutes_ago, NOW, rule)
+    return evaluate_absolute(buckets, rule, lived=lived)
+
+
+def test_the_empty_part_of_a_window_before_the_stage_began_is_not_a_gap() -> None:
+    """5 minutes into a stage, a 30-minute window is not '25 minutes of missing data'."""
+    values = [None] * 25 + [4.3] * 5
+    assert _young(values, QUALITY, entered_minutes_ago=5).level == Level.OK
+    # Without the stage's age the same data is a gap, inconclusive (and after 5: a warning).
+    buckets = bucket_points(series(values), end=NOW, window=QUALITY.window, interval=MINUTE)
+    assert evaluate_absolute(buckets, QUALITY).level == Level.NO_DATA
+
+
+def test_a_young_stage_breaching_warns_but_never_acts_before_the_window_is_full() -> None:
+    evaluation = _young([None] * 20 + [1.2] * 10, QUALITY, entered_minutes_ago=10)
+    assert evaluation.level == Level.WARNING
+    assert "acts only once it holds for the whole 30m" in evaluation.detail
+    # A gap inside the stage's own life is still a gap.
+    assert _young([None] * 20 + [4.0, None] + [4.0] * 8, QUALITY, entered_minutes_ago=10).level == (
+        Level.NO_DATA
+    )
+    # Once the stage has lived the whole window, a sustained breach is critical.
+    assert _young([1.2] * 30, QUALITY, entered_minutes_ago=45).level == Level.CRITICAL

@@ -38,7 +38,7 @@ install: $(BIN)/python
 # run by hand later (issue_token, import_runbook, ...) work too. Written once, never overwritten;
 # plain python3 and the standard library, as it runs before .venv exists.
 env:
-	@$(PYTHON) scripts/write_env.py
+	@$(PYTHON) rolloutdesk/write_env.py
 
 # DEBUG defaults to true here too, for a .env of your own that does not set it.
 run: export DEBUG ?= true

@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 # What a clone holds that settings and the commands need; tests, docs and local state stay out.
-COPIED = ["manage.py", "Makefile", "apps", "rolloutdesk", "scripts", "static", "templates"]
+COPIED = ["manage.py", "Makefile", "apps", "rolloutdesk", "static", "templates"]
 # A newcomer's shell: nothing rolloutdesk reads is set, so the embedded defaults apply.
 UNSET = (
     "DEBUG",
@@ -93,7 +93,7 @@ def test_make_run_writes_the_env_first(clone: Path) -> None:
     assert planned.returncode == 0, planned.stderr
     commands = planned.stdout.splitlines()
     first_manage = next(i for i, line in enumerate(commands) if "manage.py" in line)
-    assert any("scripts/write_env.py" in line for line in commands[:first_manage])
+    assert any("rolloutdesk/write_env.py" in line for line in commands[:first_manage])
 
 
 def test_a_dotenv_of_ones_own_is_never_overwritten(clone: Path, tmp_path: Path) -> None:
@@ -101,7 +101,9 @@ def test_a_dotenv_of_ones_own_is_never_overwritten(clone: Path, tmp_path: Path) 
     project = tmp_path / "project"
     project.mkdir()
     (project / ".env").write_text(own)
-    result = run([sys.executable, str(clone / "scripts" / "write_env.py"), str(project)], tmp_path)
+    result = run(
+        [sys.executable, str(clone / "rolloutdesk" / "write_env.py"), str(project)], tmp_path
+    )
     assert result.returncode == 0, result.stderr
     assert (project / ".env").read_text() == own
     # It says why commands run on their own would still stop, instead of failing silently later.

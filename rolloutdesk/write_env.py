@@ -6,7 +6,7 @@ same folder afterwards without exporting anything. It uses only the standard lib
 before `.venv` exists) and never touches a `.env` that is already there: that one is the
 developer's. Production never runs it: there settings refuse to start without SECRET_KEY.
 
-    python3 scripts/write_env.py [PROJECT_DIR]     # default: the folder above this script
+    python3 rolloutdesk/write_env.py [PROJECT_DIR]     # default: the folder above this script
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 
 HEADER = """\
-# Written by `make run` (scripts/write_env.py) for the embedded mode on this machine; kept out of
-# git. Edit freely: it is never overwritten. Real environment variables win over this file.
+# Written by `make run` (rolloutdesk/write_env.py) for the embedded mode on this machine; kept
+# out of git. Edit freely: it is never overwritten. Real environment variables win over it.
 # See .env.example for everything else you can set here (PostgreSQL, Redis, SMTP, ...).
 """
 

@@ -55,7 +55,7 @@ class Incident(models.Model):
     source = models.CharField(
         max_length=20, choices=IncidentSource.choices, default=IncidentSource.MANUAL
     )
-    # What repeats of the same problem share: "breach:release-3:criterion-7", "alertmanager:ab12…".
+    # What repeats of the same problem share: "breach:release-3", "alertmanager:ab12…".
     # One unresolved incident per service and fingerprint (constraint below).
     fingerprint = models.CharField(max_length=200, blank=True, db_index=True)
     labels = models.JSONField(default=dict, blank=True, help_text="Alert labels and annotations.")

@@ -1,6 +1,8 @@
 """The CI contract: /api/v1/..."""
 
-from django.urls import include, path
+from django.http import HttpRequest, JsonResponse
+from django.urls import include, path, re_path
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
@@ -58,4 +60,13 @@ urlpatterns = [
         name="hook-alertmanager",
     ),
     path("", include(router.urls)),
+    # Last: any other path under /api/v1/ (a malformed id such as releases/abc/checks/ included)
+    # answers the API's JSON 404, not the site's HTML page.
+    re_path(r"^.*$", csrf_exempt(lambda request, *args, **kwargs: _not_found(request))),
 ]
+
+
+def _not_found(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(
+        {"detail": f"No API endpoint at {request.path}; see /api/v1/docs/."}, status=404
+    )

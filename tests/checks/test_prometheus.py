@@ -226,7 +226,11 @@ def test_range_query_over_a_window_prometheus_has_no_history_for_is_a_gap(
 ):
     exporter.values[labels()] = 0.01
     wait_for_value(prometheus, 'test_error_ratio{variant="treatment",version="2.4.0"}', 0.01)
-    # Ten minutes of one-minute intervals: the server has scraped for seconds only.
+    # Ten minutes of one-minute intervals: the server has scraped for seconds only, while the
+    # stage has run for an hour (a younger stage's time before it began is not a gap).
+    stage = watched.current_stage
+    stage.entered_at = timezone.now() - timedelta(hours=1)
+    stage.save(update_fields=["entered_at"])
     rule = criterion(watched.plan, error_rate, for_window=timedelta(minutes=10))
 
     evaluation = evaluate_one(

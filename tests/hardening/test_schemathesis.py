@@ -32,7 +32,9 @@ def well_formed_client_error(ctx, response, case) -> bool | None:
     leaked = [word for word in LEAKS if word in text]
     if leaked:
         raise AssertionError(f"{response.status_code} leaks {leaked}: {text[:300]}")
-    content_type = response.headers.get("Content-Type", [""])
+    # Header names as the transport gives them: some versions lower-case them.
+    headers = {name.lower(): value for name, value in response.headers.items()}
+    content_type = headers.get("content-type", [""])
     content_type = content_type[0] if isinstance(content_type, list) else content_type
     if "json" not in content_type:
         raise AssertionError(f"{response.status_code} is {content_type!r}, not JSON: {text[:200]}")
@@ -62,6 +64,22 @@ def _load_schema():
 
 
 schema = _load_schema()
+
+
+@pytest.fixture(autouse=True)
+def _keep_the_test_connection():
+    """Schemathesis calls the WSGI app itself, not Django's test client, so each response's
+    request_finished would close the test's connection inside its transaction; newer versions
+    send several requests per case (an unsupported method too), and the next one found the
+    connection closed. Do what Django's test client does: leave the connection alone."""
+    from django.core import signals
+    from django.db import close_old_connections
+
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    yield
+    signals.request_started.connect(close_old_connections)
+    signals.request_finished.connect(close_old_connections)
 
 
 @pytest.fixture

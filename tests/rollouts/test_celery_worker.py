@@ -36,7 +36,7 @@ from apps.rollouts import transitions
 from apps.rollouts.tasks import tick
 from rolloutdesk.celery import app as celery_app
 from tests.conftest import need_service
-from tests.factories import PlanFactory, ServiceFactory, make_release
+from tests.factories import EnvironmentFactory, PlanFactory, ServiceFactory, make_release
 
 pytestmark = [pytest.mark.services, pytest.mark.real_worker]
 
@@ -233,14 +233,21 @@ def _stop(process: subprocess.Popen) -> None:
 def test_worker_runs_the_tick_and_auto_advances_a_green_release(worker: Worker) -> None:
     system = Actor.system("tests")
     service = ServiceFactory()
+    # One running release per service and environment: each of the three has its own.
+    environments = [
+        EnvironmentFactory(slug=f"region-{n}", name=f"Region {n}", is_production=False)
+        for n in range(3)
+    ]
     manual = make_release(
         service=service,
+        environment=environments[0],
         plan=PlanFactory(
             stages=[("canary", 5, timedelta(0), False), ("full", 100, timedelta(0), False)]
         ),
     )
     soaking = make_release(
         service=service,
+        environment=environments[1],
         plan=PlanFactory(
             stages=[("canary", 5, timedelta(hours=24), True), ("full", 100, timedelta(0), False)]
         ),
@@ -248,6 +255,7 @@ def test_worker_runs_the_tick_and_auto_advances_a_green_release(worker: Worker) 
     # Created last so the tick, which goes in id order, has judged the others when it moves this.
     green = make_release(
         service=service,
+        environment=environments[2],
         plan=PlanFactory(
             stages=[("canary", 10, timedelta(0), True), ("half", 50, timedelta(hours=1), True)]
         ),

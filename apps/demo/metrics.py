@@ -127,7 +127,7 @@ def _samples(release: Release, metrics: dict[str, MetricDefinition]) -> int:
         for key, (value, requests) in profile.items():
             metric = metrics[key]
             for variant, shift in ((Variant.TREATMENT, 1.0), (Variant.CONTROL, 0.9)):
-                # 2 % noise: a value set beside its threshold (cache 0.66 by 0.70) stays on its side.
+                # 2 % noise: a value beside its threshold (cache 0.66 by 0.70) stays on its side.
                 noisy = value * shift * (1 + rng.gauss(0, 0.02))
                 if metric.kind == MetricKind.RATIO:
                     noisy = min(1.0, max(0.0, noisy))

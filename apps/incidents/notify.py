@@ -180,17 +180,9 @@ def _push_back(delivery_id: int, exc: Exception, claimed_at: datetime) -> None:
         .values_list("attempts", flat=True)
         .first()
     )
-    if attempts is None:
-        return
-    retry_at = None
-    if attempts < settings.INCIDENTS_DELIVERY_MAX_ATTEMPTS:
-        retry_at = timezone.now() + backoff(attempts)
-    NotificationDelivery.objects.filter(pk=delivery_id, claimed_at=claimed_at).update(
-        status=DeliveryStatus.FAILED,
-        last_error=f"{type(exc).__name__}: {exc}"[:ERROR_LENGTH],
-        next_attempt_at=retry_at,
-        claimed_at=None,
-    )
+    if attempts is not None:
+        # Not _failed(): its timeline entry describes the delivery, which may be what raised.
+        _mark_failed(delivery_id, attempts, _error_text(exc), claimed_at)
 
 
 def _claimed_send(delivery_id: int, now: datetime) -> NotificationDelivery:
@@ -227,16 +219,8 @@ def _failed(
     delivery: NotificationDelivery, exc: Exception, claimed_at: datetime
 ) -> NotificationDelivery:
     error = _error_text(exc)
-    retry_at = None
-    if delivery.attempts < settings.INCIDENTS_DELIVERY_MAX_ATTEMPTS:
-        retry_at = timezone.now() + backoff(delivery.attempts)
     with transaction.atomic():
-        NotificationDelivery.objects.filter(pk=delivery.pk, claimed_at=claimed_at).update(
-            status=DeliveryStatus.FAILED,
-            last_error=error,
-            next_attempt_at=retry_at,
-            claimed_at=None,
-        )
+        retry_at = _mark_failed(delivery.pk, delivery.attempts, error, claimed_at)
         data = _event_data(delivery) | {
             "error": error[:300],
             "retry_at": retry_at.isoformat() if retry_at else None,
@@ -244,6 +228,19 @@ def _failed(
         IncidentEvent.record(delivery.incident, IncidentVerb.NOTIFICATION_FAILED, ACTOR, data=data)
     delivery.refresh_from_db()
     return delivery
+
+
+def _mark_failed(
+    delivery_id: int, attempts: int, error: str, claimed_at: datetime
+) -> datetime | None:
+    """Give the claim back as failed, due again after its backoff (None: no attempts left)."""
+    retry_at = None
+    if attempts < settings.INCIDENTS_DELIVERY_MAX_ATTEMPTS:
+        retry_at = timezone.now() + backoff(attempts)
+    NotificationDelivery.objects.filter(pk=delivery_id, claimed_at=claimed_at).update(
+        status=DeliveryStatus.FAILED, last_error=error, next_attempt_at=retry_at, claimed_at=None
+    )
+    return retry_at
 
 
 def _event_data(delivery: NotificationDelivery) -> dict[str, Any]:

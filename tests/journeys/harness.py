@@ -78,6 +78,16 @@ class Person:
         assert response.status_code == 200, (self.name, url, response.status_code)
         return response
 
+    def sign_from(
+        self, message: mail.EmailMessage, release_id: int, decision: str = "go", comment: str = ""
+    ) -> str:
+        """Follow an email's sign-off link (the page records nothing), then sign; returns the
+        page as it was seen before signing."""
+        [link] = self.links(message, f"/releases/{release_id}/signoff/")
+        page = self.follow(link).content.decode()
+        self.post(site_path(link), {"action": decision, "comment": comment})
+        return page
+
     def sign_in(self) -> None:
         response = self.client.post(
             "/accounts/login/",

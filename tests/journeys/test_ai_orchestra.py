@@ -18,30 +18,22 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import Group
 from django.core import mail
 from django.core.management import call_command
 
 from apps.checklists.models import ChecklistTemplate, PlanChecklist
-from apps.checks.models import MetricCriterion, MetricDefinition
-from apps.incidents.choices import EscalateWhile, IncidentStatus
+from apps.incidents.choices import IncidentStatus
 from apps.incidents.models import (
-    Contact,
-    EscalationLevel,
-    EscalationPolicy,
     Incident,
-    IncidentRouting,
-    OnCallRotation,
-    RotationMember,
 )
 from apps.jobs.models import JobItemFailure
 from apps.releases.choices import ReleaseStatus
-from apps.releases.models import Environment, Release, RolloutPlan, Service, StageTemplate
-from apps.reports.models import ReportSubscription
-from apps.signoffs.models import SignOffRule
+from apps.releases.models import Environment, Release, RolloutPlan, Service
+from tests.factories import PlanFactory
 
 from .conftest import people, pipeline_for
 from .harness import World, duplicates, site_path
+from .runbook_setup import escalation_table, go_no_go, watch, weekly_report
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -58,50 +50,34 @@ def configure(cast: dict) -> tuple[Service, RolloutPlan]:
     call_command("import_runbook", str(RUNBOOK), stdout=open("/dev/null", "w"))
     pre = ChecklistTemplate.objects.get(kind="pre_deployment", name__startswith="AI Orchestra")
 
-    plan = RolloutPlan.objects.create(slug="ai-orchestra-gradual", name="AI Orchestra gradual")
-    for position, (name, pct, soak, auto) in enumerate(
-        [
+    plan = PlanFactory(
+        slug="ai-orchestra-gradual",
+        name="AI Orchestra gradual",
+        stages=[
             ("beta 5%", 5, 4 * DAY, False),
             ("10%", 10, 2 * DAY, True),
             ("25%", 25, 2 * DAY, True),
             ("50%", 50, 2 * DAY, False),
             ("75%", 75, DAY, False),
             ("100%", 100, DAY, False),
-        ]
-    ):
-        StageTemplate.objects.create(
-            plan=plan,
-            position=position,
-            name=name,
-            traffic_percentage=pct,
-            min_soak=soak,
-            auto_advance=auto,
-        )
+        ],
+    )
     PlanChecklist.objects.create(plan=plan, template=pre)
 
     # The alert rules, as criteria on every stage.
-    error_rate = MetricDefinition.objects.get(key="error_rate")
-    latency = MetricDefinition.objects.get(key="p95_latency_seconds")
-    for metric, fields in (
-        (error_rate, {"critical_threshold": 0.05, "on_critical": "rollback"}),
-        (latency, {"warning_threshold": 2.0, "on_critical": "pause"}),
-    ):
-        made = MetricCriterion(
-            plan=plan,
-            metric=metric,
-            comparator=">",
-            for_window=timedelta(minutes=5),
-            interval=timedelta(minutes=1),
-            **fields,
-        )
-        made.full_clean()
-        made.save()
-
+    five_minutes = timedelta(minutes=5)
+    watch(
+        plan, "error_rate", critical_threshold=0.05, on_critical="rollback", for_window=five_minutes
+    )
+    watch(
+        plan,
+        "p95_latency_seconds",
+        warning_threshold=2.0,
+        on_critical="pause",
+        for_window=five_minutes,
+    )
     # The go / no-go meeting: engineering and product sign the start and the step past 50 %.
-    groups = [Group.objects.get(name="Engineering managers"), Group.objects.get(name="Product")]
-    for stage in (None, plan.stages.get(name="50%")):
-        rule = SignOffRule.objects.create(plan=plan, stage_template=stage)
-        rule.groups.set(groups)
+    go_no_go(plan, None, "50%")
 
     service = Service.objects.create(
         name="AI Orchestra API",
@@ -110,33 +86,10 @@ def configure(cast: dict) -> tuple[Service, RolloutPlan]:
         default_plan=plan,
         notification_emails=TEAM,
     )
-
     # The escalation table: L1 the platform on-call, L2 the backend lead, L3 the CTO.
-    contacts = {
-        name: Contact.objects.create(
-            name=cast[name].first_name, email=cast[name].email, user=cast[name]
-        )
-        for name in ("omar", "sam", "cleo")
-    }
-    rotation = OnCallRotation.objects.create(name="Platform on-call", time_zone="Europe/Berlin")
-    RotationMember.objects.create(rotation=rotation, contact=contacts["omar"], position=0)
-    policy = EscalationPolicy.objects.create(
-        name="AI Orchestra", escalate_while=EscalateWhile.UNACKNOWLEDGED
-    )
-    EscalationLevel.objects.create(policy=policy, position=1, after_minutes=0, rotation=rotation)
-    for position, after, name in ((2, 15, "sam"), (3, 30, "cleo")):
-        level = EscalationLevel.objects.create(
-            policy=policy, position=position, after_minutes=after
-        )
-        level.contacts.set([contacts[name]])
-    IncidentRouting.objects.create(service=service, policy=policy)
-
-    # The weekly summary to the product manager, Mondays at 09:00 in Berlin.
-    subscription = ReportSubscription(
-        user=cast["paul"], service=service, time_zone="Europe/Berlin", weekday=0, hour=9
-    )
-    subscription.full_clean()
-    subscription.save()
+    escalation_table(service, cast, on_call="omar", later=[(15, ["sam"]), (30, ["cleo"])])
+    # The weekly summary to the product manager.
+    weekly_report(cast["paul"], service)
     return service, plan
 
 
@@ -184,11 +137,9 @@ def test_ai_orchestra_runbook(cast, clock) -> None:
         [request] = approver.inbox("sign")
         assert "Waiting for your sign-off" in approver.card(first.pk)
         assert approver.light(first.pk) == "amber"
-        [link] = approver.links(request, f"/releases/{first.pk}/signoff/")
         approver.client.logout()  # a link opened later, from another device
-        html = approver.follow(link).content.decode()
+        html = approver.sign_from(request, first.pk, comment="ok from the meeting")
         assert "2.0.0" in html
-        approver.post(site_path(link), {"action": "go", "comment": "ok from the meeting"})
         assert "Waiting for your sign-off" not in approver.card(first.pk)
     assert ci.gate(first.pk)["can_advance"] is True
     assert not victor.inbox("sign"), "the viewer is not asked to sign"
@@ -272,9 +223,7 @@ def test_ai_orchestra_runbook(cast, clock) -> None:
     world.minutes(2)
     for approver in (erin, paul):
         [request] = [m for m in approver.inbox("sign") if "2.0.1" in m.body]
-        [link] = approver.links(request, f"/releases/{fix.pk}/signoff/")
-        approver.follow(link)
-        approver.post(site_path(link), {"action": "go"})
+        approver.sign_from(request, fix.pk)
     ci.call("post", f"/releases/{fix.pk}/start/", {"reason": "pipeline 815"})
     world.watch(fix.pk, **HEALTHY)
 
@@ -293,9 +242,7 @@ def test_ai_orchestra_runbook(cast, clock) -> None:
     for approver in (erin, paul):
         asked = [m for m in approver.inbox("sign") if "2.0.1" in m.body]
         assert len(asked) == 2, [m.subject for m in asked]
-        [link] = approver.links(asked[-1], f"/releases/{fix.pk}/signoff/")
-        approver.follow(link)
-        approver.post(site_path(link), {"action": "go"})
+        approver.sign_from(asked[-1], fix.pk)
     ci.call("post", f"/releases/{fix.pk}/advance/", {"reason": "go from the meeting"})
     assert ci.traffic(fix.pk) == 75
     advance_when_green(100, DAY)

@@ -21,30 +21,22 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import Group
 from django.core import mail
 from django.core.management import call_command
 
 from apps.checklists.models import Checklist, ChecklistTemplate, PlanChecklist
-from apps.checks.models import MetricCriterion, MetricDefinition
-from apps.incidents.choices import EscalateWhile, IncidentStatus
+from apps.incidents.choices import IncidentStatus
 from apps.incidents.models import (
-    Contact,
-    EscalationLevel,
-    EscalationPolicy,
     Incident,
-    IncidentRouting,
-    OnCallRotation,
-    RotationMember,
 )
 from apps.jobs.models import JobItemFailure
 from apps.releases.choices import ReleaseStatus
-from apps.releases.models import Environment, Release, RolloutPlan, Service, StageTemplate
-from apps.reports.models import ReportSubscription
-from apps.signoffs.models import SignOffRule
+from apps.releases.models import Environment, Release, RolloutPlan, Service
+from tests.factories import PlanFactory
 
 from .conftest import people, pipeline_for
 from .harness import World, duplicates, site_path
+from .runbook_setup import escalation_table, go_no_go, watch, weekly_report
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -59,71 +51,48 @@ CI_KEYS = ("tests", "integration-tests", "build", "lint", "security-scan")
 def configure(cast: dict) -> tuple[Service, RolloutPlan]:
     """What Rita sets up in the admin from the runbook."""
     call_command("import_runbook", str(RUNBOOK), stdout=open("/dev/null", "w"))
-    plan = RolloutPlan.objects.create(slug="dci-gradual", name="DCI gradual traffic increase")
-    for position, (name, pct, soak, auto) in enumerate(
-        [
+    plan = PlanFactory(
+        slug="dci-gradual",
+        name="DCI gradual traffic increase",
+        stages=[
             ("5%", 5, 2 * DAY, False),
             ("10%", 10, DAY, True),
             ("25%", 25, DAY, True),
             ("50%", 50, 2 * DAY, False),
             ("100%", 100, DAY, False),
-        ]
-    ):
-        StageTemplate.objects.create(
-            plan=plan,
-            position=position,
-            name=name,
-            traffic_percentage=pct,
-            min_soak=soak,
-            auto_advance=auto,
-        )
+        ],
+    )
     for kind in ("pre_deployment", "post_deployment", "periodic_review"):
         template = ChecklistTemplate.objects.get(kind=kind, name__startswith="DCI Orchestrator")
         PlanChecklist.objects.create(plan=plan, template=template)
 
-    metric = {m.key: m for m in MetricDefinition.objects.all()}
-    for key, fields in (
-        (
-            "error_rate",
-            {
-                "warning_threshold": 0.05,
-                "critical_threshold": 0.10,
-                "for_window": timedelta(minutes=5),
-                "on_critical": "rollback",
-            },
-        ),
-        (
-            "p95_latency_seconds",
-            {
-                "critical_threshold": 180.0,
-                "for_window": timedelta(minutes=5),
-                "on_critical": "pause",
-            },
-        ),
-        (
-            "quality_score",
-            {
-                "comparator": "<",
-                "warning_threshold": 3.5,
-                "critical_threshold": 2.0,
-                "for_window": timedelta(minutes=30),
-                "on_critical": "rollback",
-            },
-        ),
-    ):
-        made = MetricCriterion(
-            plan=plan, metric=metric[key], interval=timedelta(minutes=1), **{"comparator": ">"}
-        )
-        for name, value in fields.items():
-            setattr(made, name, value)
-        made.full_clean()
-        made.save()
-
-    # The go / no-go before full traffic: engineering and product.
-    rule = SignOffRule.objects.create(plan=plan, stage_template=plan.stages.get(name="50%"))
-    rule.groups.set(
-        [Group.objects.get(name="Engineering managers"), Group.objects.get(name="Product")]
+    five_minutes = timedelta(minutes=5)
+    watch(
+        plan,
+        "error_rate",
+        warning_threshold=0.05,
+        critical_threshold=0.10,
+        for_window=five_minutes,
+        on_critical="rollback",
     )
+    watch(
+        plan,
+        "p95_latency_seconds",
+        critical_threshold=180.0,
+        for_window=five_minutes,
+        on_critical="pause",
+    )
+    watch(
+        plan,
+        "quality_score",
+        comparator="<",
+        warning_threshold=3.5,
+        critical_threshold=2.0,
+        for_window=timedelta(minutes=30),
+        on_critical="rollback",
+    )
+    # The go / no-go before full traffic: engineering and product.
+    go_no_go(plan, "50%")
 
     service = Service.objects.create(
         name="DCI Results",
@@ -132,31 +101,14 @@ def configure(cast: dict) -> tuple[Service, RolloutPlan]:
         default_plan=plan,
         notification_emails=TEAM,
     )
-    contacts = {
-        name: Contact.objects.create(
-            name=cast[name].first_name, email=cast[name].email, user=cast[name]
-        )
-        for name in ("omar", "sam", "paul", "erin", "cleo")
-    }
-    rotation = OnCallRotation.objects.create(name="DCI on-call", time_zone="Europe/Berlin")
-    RotationMember.objects.create(rotation=rotation, contact=contacts["omar"], position=0)
-    policy = EscalationPolicy.objects.create(
-        name="DCI", escalate_while=EscalateWhile.UNACKNOWLEDGED
+    escalation_table(
+        service,
+        cast,
+        on_call="omar",
+        later=[(15, ["sam", "paul"]), (30, ["erin", "cleo"])],
     )
-    EscalationLevel.objects.create(policy=policy, position=1, after_minutes=0, rotation=rotation)
-    for position, after, names in ((2, 15, ("sam", "paul")), (3, 30, ("erin", "cleo"))):
-        level = EscalationLevel.objects.create(
-            policy=policy, position=position, after_minutes=after
-        )
-        level.contacts.set([contacts[name] for name in names])
-    IncidentRouting.objects.create(service=service, policy=policy)
-
     # The engineering manager reads the weekly summary of every service.
-    subscription = ReportSubscription(
-        user=cast["erin"], service=None, time_zone="Europe/Berlin", weekday=0, hour=9
-    )
-    subscription.full_clean()
-    subscription.save()
+    weekly_report(cast["erin"], None)
     return service, plan
 
 
@@ -257,16 +209,12 @@ def test_dci_orchestrator_runbook(cast, clock) -> None:
     )
     world.wait(2 * DAY + HOUR)
     [erin_ask] = erin.inbox("sign-off needed")
-    [link] = erin.links(erin_ask, f"/releases/{release.pk}/signoff/")
-    erin.follow(link)
-    erin.post(site_path(link), {"action": "go", "comment": "metrics fine"})
+    erin.sign_from(erin_ask, release.pk, comment="metrics fine")
     world.wait(DAY + 2 * HOUR)
     reminders = paul.inbox("remind")
     assert len(reminders) == 1, [m.subject for m in paul.inbox()]
     assert not erin.inbox("remind"), "Erin signed: no reminder"
-    [link] = paul.links(reminders[0], f"/releases/{release.pk}/signoff/")
-    paul.follow(link)
-    paul.post(site_path(link), {"action": "go", "comment": "survey looks good"})
+    paul.sign_from(reminders[0], release.pk, comment="survey looks good")
 
     rita.post(
         f"/releases/{release.pk}/transition/",

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import time_machine
 from django.contrib.auth.models import Group
+from django.core import mail
 from django.core.management import call_command
 
 from apps.api.models import ApiToken
@@ -112,3 +113,15 @@ def people(world: World, cast: dict[str, Any]) -> dict[str, Person]:
 def pipeline_for(service: Service) -> Pipeline:
     _, key = ApiToken.issue(f"{service.slug}-ci", [service])
     return Pipeline(key)
+
+
+def begin(service: Service, clock: Any, cast: dict[str, Any]) -> tuple[World, Pipeline, dict]:
+    """The service's CI token, the world it pushes into, and the cast signed in, each at their
+    own browser; the inboxes start empty."""
+    ci = pipeline_for(service)
+    world = World(clock, ci)
+    cast_ = people(world, cast)
+    for person in cast_.values():
+        person.sign_in()
+    mail.outbox.clear()
+    return world, ci, cast_

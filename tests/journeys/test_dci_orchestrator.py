@@ -34,8 +34,8 @@ from apps.releases.choices import ReleaseStatus
 from apps.releases.models import Environment, Release, RolloutPlan, Service
 from tests.factories import PlanFactory
 
-from .conftest import people, pipeline_for
-from .harness import World, duplicates, site_path
+from .conftest import begin
+from .harness import duplicates, site_path
 from .runbook_setup import escalation_table, go_no_go, watch, weekly_report
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -114,16 +114,11 @@ def configure(cast: dict) -> tuple[Service, RolloutPlan]:
 
 def test_dci_orchestrator_runbook(cast, clock) -> None:
     service, plan = configure(cast)
-    ci = pipeline_for(service)
-    world = World(clock, ci)
-    cast_ = people(world, cast)
+    world, ci, cast_ = begin(service, clock, cast)
     rita, erin, paul, victor, omar, sam, cleo = (
         cast_[n] for n in ("rita", "erin", "paul", "victor", "omar", "sam", "cleo")
     )
-    for person in cast_.values():
-        person.sign_in()
     production = Environment.objects.get(slug="production")
-    mail.outbox.clear()
 
     body = ci.register(
         service=service.slug, environment=production.slug, version="3.0.0", author="dev"

@@ -59,6 +59,17 @@ def celery_eager(request: pytest.FixtureRequest):
     app.conf.task_always_eager = previous
 
 
+@pytest.fixture
+def run(django_capture_on_commit_callbacks):
+    """Call a domain function, then run what it queued after commit (Celery runs eagerly)."""
+
+    def call(func, *args, **kwargs):
+        with django_capture_on_commit_callbacks(execute=True):
+            return func(*args, **kwargs)
+
+    return call
+
+
 def _port_open(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=1):

@@ -75,14 +75,3 @@ def page_on_call(service: Service, *, webhook_url: str = "") -> Contact:
     level.contacts.set([person])
     IncidentRouting.objects.create(service=service, policy=policy, webhook_url=webhook_url)
     return person
-
-
-@pytest.fixture
-def run(django_capture_on_commit_callbacks):
-    """Call a domain function, then run what it queued after commit (Celery runs eagerly)."""
-
-    def call(func, *args, **kwargs):
-        with django_capture_on_commit_callbacks(execute=True):
-            return func(*args, **kwargs)
-
-    return call

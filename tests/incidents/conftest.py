@@ -31,17 +31,6 @@ from apps.incidents.models import (
 from tests.checks.conftest import error_rate  # noqa: F401 (the breach tests' metric fixture)
 
 
-@pytest.fixture
-def run(django_capture_on_commit_callbacks):
-    """Call a domain function, then send what it queued after commit (Celery runs eagerly)."""
-
-    def call(func, *args, **kwargs):
-        with django_capture_on_commit_callbacks(execute=True):
-            return func(*args, **kwargs)
-
-    return call
-
-
 def contact(name: str, role: str = "", **fields: Any) -> Contact:
     email = f"{name.lower()}@example.com"
     return Contact.objects.create(name=name, role=role, email=email, **fields)

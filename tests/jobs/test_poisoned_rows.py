@@ -59,17 +59,6 @@ def clock():
         yield traveller
 
 
-@pytest.fixture
-def run(django_capture_on_commit_callbacks):
-    """Call a job, then run what it queued after commit (Celery runs eagerly in tests)."""
-
-    def call(func, *args, **kwargs):
-        with django_capture_on_commit_callbacks(execute=True):
-            return func(*args, **kwargs)
-
-    return call
-
-
 def failure(job: str) -> JobItemFailure:
     """The job's one recorded failure (there must be exactly one)."""
     return JobItemFailure.objects.get(job=job)

@@ -36,17 +36,6 @@ def at(moment: str) -> time_machine.travel:
     return time_machine.travel(datetime.fromisoformat(f"{moment}:00+00:00"), tick=False)
 
 
-@pytest.fixture
-def run(django_capture_on_commit_callbacks):
-    """Call a domain function, then run what it queued after commit (Celery runs eagerly)."""
-
-    def call(func, *args, **kwargs):
-        with django_capture_on_commit_callbacks(execute=True):
-            return func(*args, **kwargs)
-
-    return call
-
-
 class Week:
     """Handles on the fixture week's objects, for the tests' hand-computed expectations."""
 

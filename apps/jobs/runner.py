@@ -43,6 +43,9 @@ class Run:
     started_at: datetime = field(default_factory=timezone.now)
     done: int = 0
     failed: int = 0
+    # Items already counted: one guarded in several phases (the checks tick evaluates, decides
+    # and acts per release) counts once, as done or, if any phase failed, as failed.
+    _counted: dict[tuple[str, object], bool] = field(default_factory=dict, repr=False)
 
     @contextmanager
     def item(
@@ -63,6 +66,8 @@ class Run:
         where it talks to the outside world (an email is never sent inside a transaction).
         `on_failure(exc)` runs after the failure is recorded: push the row's next attempt ahead.
         """
+        kind = kind or (obj._meta.label_lower if obj is not None else "")
+        pk = pk if pk is not None else getattr(obj, "pk", None)
         try:
             if atomic:
                 with transaction.atomic():
@@ -72,9 +77,7 @@ class Run:
         except SoftTimeLimitExceeded:
             raise  # the task's time is up: the whole run stops, not this item
         except Exception as exc:
-            self.failed += 1
-            kind = kind or (obj._meta.label_lower if obj is not None else "")
-            pk = pk if pk is not None else getattr(obj, "pk", None)
+            self._count((kind, pk), ok=False)
             logger.exception("%s: %s %s failed; going on with the others", self.job, kind, pk)
             if not record_failure(self.job, exc, kind=kind, pk=pk, obj=obj, label=label):
                 raise  # the database cannot even take the record: stop the run
@@ -84,7 +87,20 @@ class Run:
                 except Exception:
                     logger.exception("%s: could not push %s %s back", self.job, kind, pk)
         else:
-            self.done += 1
+            self._count((kind, pk), ok=True)
+
+    def _count(self, key: tuple[str, object], *, ok: bool) -> None:
+        """Count an item once however many phases guard it; failed if any of them failed."""
+        before = self._counted.get(key) if key[1] is not None else None
+        if before is None:
+            if key[1] is not None:
+                self._counted[key] = ok
+            self.done += ok
+            self.failed += not ok
+        elif before and not ok:
+            self._counted[key] = False
+            self.done -= 1
+            self.failed += 1
 
     @property
     def outcome(self) -> str:

@@ -412,10 +412,16 @@ def test_report_delivery_retries_send_the_others_and_push_the_bad_one_back(
     assert failure("reports.send_delivery").item_id == str(poisoned.pk)
 
 
-def test_the_checks_tick_records_its_run_when_nothing_fails(clock, production):
-    running_release(plan("quiet"), production, "quiet")
+def test_the_checks_tick_records_its_run_when_nothing_fails(clock, production, error_rate):
+    quiet = plan("quiet")
+    release = running_release(quiet, production, "quiet")
+    # Two criteria: each is evaluated under the release's guard, then the release is decided.
+    criterion(quiet, error_rate)
+    criterion(quiet, error_rate, critical_threshold=0.2)
+    push(release, error_rate, [0.01], end=NOW)
     run_checks()
     recorded = JobRun.objects.get(job="rollouts.checks")
-    assert (recorded.outcome, recorded.items_failed) == (RunOutcome.OK, 0)
+    # One release, however many phases (evaluate each criterion, decide) guarded it.
+    assert (recorded.outcome, recorded.items_done, recorded.items_failed) == (RunOutcome.OK, 1, 0)
     assert not JobItemFailure.objects.exists()
     assert mail.outbox == []

@@ -373,7 +373,7 @@ def _triggered_again(
         locked.last_triggered_at, locked.last_trigger_key = now, key[:100]
         data: dict[str, Any] = {**(event_data or {}), "count": locked.trigger_count}
         if key:
-            data["key"] = key
+            data["key"] = key[:100]  # as the lookup above and the opening entry store it
         if Severity.rank(severity) < Severity.rank(locked.severity):
             # A repeat may make things worse, never better: only a person lowers a severity.
             data["severity"] = {"from": locked.severity, "to": severity}

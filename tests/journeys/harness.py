@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 from django.conf import settings
 from django.core import mail
 from django.test import Client
+from django.utils import timezone
 from django.utils.module_loading import import_string
 from rest_framework.test import APIClient
 
@@ -170,12 +171,9 @@ class World:
         self._last_run: dict[str, datetime] = {}
         self._quiet_beats = 0
         self._fingerprint: tuple[int, ...] = ()
-        self.on_beat: list[Callable[[World], None]] = []
 
     @property
     def now(self) -> datetime:
-        from django.utils import timezone
-
         return timezone.now()
 
     # --- metrics CI pushes ---------------------------------------------------------------
@@ -234,8 +232,6 @@ class World:
             self._last_run[name] = self.now
             self.jobs_run[name] += 1
         self.beats += 1
-        for hook in self.on_beat:
-            hook(self)
 
     def _activity(self) -> tuple[int, ...]:
         return (

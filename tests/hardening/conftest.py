@@ -1,4 +1,3 @@
-"""Fixtures shared with the fault tests and between the security tests."""
+"""Fixtures shared between the security tests (`run` is the suite-wide one in tests/conftest.py)."""
 
-from tests.faults.conftest import run  # noqa: F401 (a fixture)
 from tests.hardening.test_permission_matrix import world  # noqa: F401 (a fixture)

@@ -46,6 +46,16 @@ def check_signoffs(release: Release, stage: Stage | None, now: datetime) -> list
                 f"{status.assessment.still_needed()} ({status.rule.describe()}).",
             )
         )
+    if status.author_unmatched:
+        blockers.append(
+            Blocker(
+                "author_unmatched",
+                f"The release's author {release.author_name.strip()!r} matches no user by "
+                "username or email, so nobody can tell whether a go is the author's own, which "
+                f"{status.gate.label} does not allow. A release manager sets the release's "
+                "author in the admin (or that person's account gets this email).",
+            )
+        )
     return blockers
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -72,15 +72,16 @@ def assess(
     signoffs: Iterable[SignOff],
     memberships: dict[int, set[int]],
     *,
-    author_id: int | None,
+    author_ids: Collection[int],
     now: datetime,
 ) -> Assessment:
     """Judge the standing sign-offs of one gate attempt against the rule.
 
     `signoffs` are the attempt's sign-offs that are neither withdrawn nor lapsed; `memberships`
     maps each signer to the ids of the rule's groups they belong to now. A go counts only while
-    its signer is in a required group, is not an author barred by the rule, and is not older
-    than the rule's validity; a no-go blocks whoever gave it.
+    its signer is in a required group, is not an author barred by the rule (`author_ids`: every
+    user the release's author matches), and is not older than the rule's validity; a no-go
+    blocks whoever gave it.
     """
     result = Assessment(rule=rule, groups=groups)
     for signoff in signoffs:
@@ -92,7 +93,7 @@ def assess(
             continue
         if not memberships.get(signoff.signer_id):
             continue
-        if signoff.signer_id == author_id and not rule.author_may_approve:
+        if signoff.signer_id in author_ids and not rule.author_may_approve:
             continue
         result.counted.append(signoff)
 

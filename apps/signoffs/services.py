@@ -7,6 +7,7 @@ and reminding live in asking.py.
 from __future__ import annotations
 
 import logging
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,6 +16,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from apps.core.actors import Actor
@@ -35,7 +37,7 @@ logger = logging.getLogger(__name__)
 User = get_user_model()
 
 # The kinds of gate blocker this app produces (see apps/rollouts/gate_signoffs.py).
-SIGNOFF_BLOCKER_KINDS = frozenset({"signoff", "no_go"})
+SIGNOFF_BLOCKER_KINDS = frozenset({"signoff", "no_go", "author_unmatched"})
 
 
 class SignOffRefused(PermissionDenied):
@@ -62,6 +64,9 @@ class GateStatus:
     gate: Gate
     rule: ReleaseSignOffRule
     assessment: Assessment
+    # CI reported an author who matches no account, and the rule bars authors: nobody can tell
+    # whether a go comes from the author, so the gate holds (apps/rollouts/gate_signoffs.py).
+    author_unmatched: bool = False
     history: list[SignOff] = field(default_factory=list)
 
     @property
@@ -98,12 +103,37 @@ def _memberships(user_ids: set[int], group_ids: set[int]) -> dict[int, set[int]]
     return result
 
 
+# git's "Name <address>"; the part in brackets may also be a bare username.
+_NAME_AND_ADDRESS = re.compile(r"^(?P<name>[^<>]*)<(?P<address>[^<>]*)>$")
+
+
+def author_keys(reported: str) -> frozenset[str]:
+    """The lower-cased usernames or addresses an author reported by CI may stand for.
+
+    "Name <address>" gives both parts: a name that is someone's username is taken to be them,
+    since barring a go wrongly costs one signature while counting one wrongly is self-approval.
+    """
+    text = reported.strip()
+    match = _NAME_AND_ADDRESS.match(text)
+    parts = (match["name"], match["address"]) if match else (text,)
+    return frozenset(p.strip().lower() for p in parts if p.strip())
+
+
 def is_author(release: Release, user: Any) -> bool:
-    """The release's author: its author user, or the username or email CI reported."""
+    """The release's author: its author user, or whoever the author CI reported matches."""
     if release.author_id is not None:
         return release.author_id == user.pk
-    name = release.author_name.strip().lower()
-    return bool(name) and name in {user.get_username().lower(), (user.email or "").lower()}
+    keys = author_keys(release.author_name)
+    email = (user.email or "").strip().lower()
+    return user.get_username().lower() in keys or (bool(email) and email in keys)
+
+
+def reported_author_matches_someone(release: Release) -> bool:
+    """Whether any account matches the author CI reported (by username or email, any case)."""
+    match = Q(pk__in=[])
+    for key in author_keys(release.author_name):
+        match |= Q(username__iexact=key) | Q(email__iexact=key)
+    return User.objects.filter(match).exists()
 
 
 def gate_status(
@@ -125,12 +155,22 @@ def gate_status(
         .order_by("created_at", "id")
     )
     memberships = _memberships({s.signer_id for s in signoffs}, {g.pk for g in groups})
-    author = release.author_id
-    if author is None:
-        # CI named the author by username or email: bar that person's go as well.
-        author = next((s.signer_id for s in signoffs if is_author(release, s.signer)), None)
-    assessment = assess(rule, groups, signoffs, memberships, author_id=author, now=now)
-    status = GateStatus(release=release, gate=gate, rule=rule, assessment=assessment)
+    authors = {s.signer_id for s in signoffs if is_author(release, s.signer)}
+    unmatched = (
+        release.author_id is None
+        and bool(author_keys(release.author_name))
+        and not rule.author_may_approve
+        and not authors
+        and not reported_author_matches_someone(release)
+    )
+    assessment = assess(rule, groups, signoffs, memberships, author_ids=authors, now=now)
+    status = GateStatus(
+        release=release,
+        gate=gate,
+        rule=rule,
+        assessment=assessment,
+        author_unmatched=unmatched,
+    )
     if with_history:
         status.history = list(
             SignOff.objects.filter(release=release).select_related("signer", "stage")

@@ -8,7 +8,7 @@ from apps.core.actors import Actor
 from apps.rollouts import gate, transitions
 from apps.signoffs import services
 from apps.signoffs.choices import Decision
-from tests.factories import make_release
+from tests.factories import UserFactory, make_release
 
 from .conftest import EM, PRODUCT, add_rule
 
@@ -45,3 +45,63 @@ def test_the_rule_may_let_authors_approve(plan, groups, service, production, eri
     release = started(plan, service, production, author=erin)
     services.sign(release, user=erin, decision=Decision.GO)
     assert gate.evaluate(release).can_advance
+
+
+@pytest.mark.parametrize(
+    "reported",
+    [
+        "Erin <erin@example.com>",  # git's "Name <email>"
+        "Erin Example <ERIN@Example.com>",
+        "erin@example.com",
+        " ERIN ",
+        "Someone Else <erin>",  # the address part as a username
+    ],
+)
+def test_an_author_named_by_ci_in_any_format_may_not_approve(
+    plan, groups, service, production, erin, paul, reported
+):
+    add_rule(plan, "canary", [groups[EM], groups[PRODUCT]])
+    release = started(plan, service, production, author_name=reported)
+    with pytest.raises(services.SignOffRefused) as refused:
+        services.sign(release, user=erin, decision=Decision.GO)
+    assert "You are this release's author" in str(refused.value)
+    services.sign(release, user=paul, decision=Decision.GO)
+    assert not release.signoffs.filter(signer=erin).exists()
+    assert [b.kind for b in gate.evaluate(release).blockers] == ["signoff"]
+
+
+def test_an_author_matching_nobody_holds_a_gate_that_bars_authors(
+    plan, groups, service, production, erin, paul
+):
+    add_rule(plan, "canary", [groups[EM], groups[PRODUCT]])
+    release = started(plan, service, production, author_name="Mallory <mallory@elsewhere.test>")
+    services.sign(release, user=erin, decision=Decision.GO)
+    services.sign(release, user=paul, decision=Decision.GO)
+    verdict = gate.evaluate(release)
+    assert [b.kind for b in verdict.blockers] == ["author_unmatched"]
+    assert "Mallory <mallory@elsewhere.test>" in verdict.blockers[0].detail
+    assert "matches no user" in verdict.blockers[0].detail
+    # A release manager names the author's account: the gate opens.
+    release.author = UserFactory(username="mallory")
+    release.save(update_fields=["author"])
+    assert gate.evaluate(release).can_advance
+
+
+def test_an_unmatched_author_does_not_hold_a_gate_that_lets_authors_approve(
+    plan, groups, service, production, erin
+):
+    add_rule(plan, "canary", [groups[EM]], author_may_approve=True)
+    release = started(plan, service, production, author_name="Mallory <mallory@elsewhere.test>")
+    services.sign(release, user=erin, decision=Decision.GO)
+    assert gate.evaluate(release).can_advance
+
+
+def test_an_author_who_signs_up_later_is_matched_then(plan, groups, service, production, erin):
+    add_rule(plan, "canary", [groups[EM]])
+    release = started(plan, service, production, author_name="Nina <nina@example.com>")
+    assert [b.kind for b in gate.evaluate(release).blockers] == ["signoff", "author_unmatched"]
+    nina = UserFactory(username="nina.k", email="Nina@Example.com")
+    nina.groups.add(groups[EM])
+    with pytest.raises(services.SignOffRefused):
+        services.sign(release, user=nina, decision=Decision.GO)
+    assert [b.kind for b in gate.evaluate(release).blockers] == ["signoff"]

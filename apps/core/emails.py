@@ -8,15 +8,25 @@ from typing import Any
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
-from django.template.loader import render_to_string
+from django.template import Context
+from django.template.loader import get_template
+
+
+def _render(path: str, context: dict[str, Any], *, autoescape: bool) -> str:
+    # Escaping is decided here, by the part's kind, for every template and everything it
+    # includes: a text part shows "R&D <ops>" as typed (HTML entities there are garbage the
+    # reader sees), an HTML part always escapes it, whatever tags a template carries.
+    template = get_template(path).template
+    return template.render(Context(context, autoescape=autoescape))
 
 
 def render(name: str, context: dict[str, Any]) -> tuple[str, str, str]:
     """Render the subject (one line), the plain-text body and the HTML body of an email."""
     ctx = {"site_url": settings.SITE_URL, **context}
-    subject = " ".join(render_to_string(f"emails/{name}-subject.txt", ctx).split())
-    text = render_to_string(f"emails/{name}-body.txt", ctx)
-    html = render_to_string(f"emails/{name}-body.html", ctx)
+    # One line: a newline in a title must not start another header.
+    subject = " ".join(_render(f"emails/{name}-subject.txt", ctx, autoescape=False).split())
+    text = _render(f"emails/{name}-body.txt", ctx, autoescape=False)
+    html = _render(f"emails/{name}-body.html", ctx, autoescape=True)
     return subject, text, html
 
 

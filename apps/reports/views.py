@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
@@ -10,6 +9,8 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
+
+from apps.core import csv_export
 
 from .models import Report, ReportChart
 from .services import render_page_html
@@ -134,8 +135,7 @@ def report_csv(request: HttpRequest, pk: int) -> HttpResponse:
     filename = f"report-{report.pk}-{report.kind}-{first_day}-{table}.csv"
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    writer = csv.DictWriter(response, fieldnames=columns, extrasaction="ignore")
+    writer = csv_export.DictWriter(response, columns)
     writer.writeheader()
-    for row in rows(report.content):
-        writer.writerow({key: "" if row.get(key) is None else row.get(key) for key in columns})
+    writer.writerows(rows(report.content))
     return response

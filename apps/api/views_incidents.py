@@ -152,7 +152,8 @@ class IsToken(BasePermission):
 
 class AlertmanagerHookView(APIView):
     """POST: Alertmanager's webhook (version 4). Firing alerts open or update the incident with
-    the same fingerprint; resolved ones resolve it. 400 malformed, 422 unknown service."""
+    the same fingerprint; resolved ones resolve it. 400 malformed, 422 unknown service, 503 (with
+    Retry-After) when other posts for the same alerts kept winning the race."""
 
     authentication_classes = [ServiceTokenAuthentication]
     permission_classes = [IsToken]
@@ -185,6 +186,11 @@ class AlertmanagerHookView(APIView):
                 },
                 status=status.HTTP_400_BAD_REQUEST,
             )
+        except alertmanager.Busy as exc:
+            # A 5xx, never a 4xx: Alertmanager retries the one and drops the other.
+            busy = Response({"detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+            busy["Retry-After"] = str(exc.retry_after)
+            return busy
         except alertmanager.UnknownService as exc:
             return Response(
                 {"detail": str(exc), "label": exc.label, "alerts": exc.problems},

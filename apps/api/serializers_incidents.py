@@ -60,9 +60,12 @@ class IncidentSerializer(serializers.ModelSerializer):
 
 class IncidentDetailSerializer(IncidentSerializer):
     timeline = IncidentEventSerializer(many=True, read_only=True, source="ordered_events")
+    # The timetable frozen when the escalation started (null without a policy): what
+    # `escalation_step` counts rows of, whatever the policy says today.
+    escalation = serializers.JSONField(source="escalation_snapshot", read_only=True)
 
     class Meta(IncidentSerializer.Meta):
-        fields = [*IncidentSerializer.Meta.fields, "labels", "timeline"]
+        fields = [*IncidentSerializer.Meta.fields, "labels", "escalation", "timeline"]
 
 
 class IncidentCreateSerializer(serializers.Serializer):

@@ -132,6 +132,7 @@ class IncidentAdmin(admin.ModelAdmin):
         "resolved_at",
         "trigger_count",
         "escalation_step",
+        "escalation_timetable",
         "labels",
         "page_link",
     ]
@@ -149,6 +150,7 @@ class IncidentAdmin(admin.ModelAdmin):
         "resolved_at",
         "trigger_count",
         "escalation_step",
+        "escalation_timetable",
         "labels",
         "page_link",
     ]
@@ -200,6 +202,28 @@ class IncidentAdmin(admin.ModelAdmin):
     @admin.display(description="Time to resolve")
     def time_to_resolve_column(self, obj: Incident) -> str:
         return duration(obj.time_to_resolve)
+
+    @admin.display(description="Escalation timetable")
+    def escalation_timetable(self, obj: Incident) -> str:
+        """The timetable frozen onto the incident, which may differ from its policy's today."""
+        timetable = obj.timetable
+        if timetable is None:
+            return "no policy: nobody is paged"
+        rows = format_html_join(
+            "",
+            "<li>{} after {} min: {} ({})</li>",
+            (
+                (lv.label, lv.after_minutes, lv.who_display(), lv.condition_display())
+                for lv in timetable.levels
+            ),
+        )
+        return format_html(
+            "{}, escalating {} (frozen {})<ol>{}</ol>",
+            timetable.policy_name,
+            timetable.rule_text(),
+            timetable.frozen_at,
+            rows,
+        )
 
     @admin.display(description="Page")
     def page_link(self, obj: Incident) -> str:

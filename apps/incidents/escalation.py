@@ -1,6 +1,10 @@
-"""Escalation: page each level of an incident's policy once, when the incident's age reaches it.
+"""Escalation: page each level of an incident's timetable once, when the incident's age reaches it.
 
-An incident counts the rows of its policy's timetable already paged (`escalation_step`). Paging
+The timetable is the policy frozen onto the incident when escalation starts (`Incident.timetable`):
+editing the policy mid-incident moves nothing. Who a level's rotation puts on call, and each
+contact's address, are read when paging.
+
+An incident counts the rows of its timetable already paged (`escalation_step`). Paging
 moves that count forward with one conditional UPDATE (`WHERE escalation_step = <what we read>`
 and the status still escalates); only the worker whose UPDATE matched pages, inside the same
 transaction. A second tick running at the same moment matches nothing and pages nobody, and
@@ -22,7 +26,15 @@ from apps.jobs.runner import job
 
 from . import notify
 from .choices import EscalateWhile, IncidentStatus, IncidentVerb
-from .models import EscalationStep, Incident, IncidentEvent, RotationOverride
+from .models import (
+    Contact,
+    EscalationStep,
+    FrozenLevel,
+    Incident,
+    IncidentEvent,
+    OnCallRotation,
+    RotationOverride,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +52,7 @@ class EscalationReport:
 
 
 def policy_prefetches(prefix: str, now: datetime) -> list[str | Prefetch]:
-    """What paging needs of a policy (levels, contacts, rotations, current overrides)."""
+    """What showing a policy's table needs (levels, contacts, rotations, current overrides)."""
     return [
         f"{prefix}levels__contacts",
         f"{prefix}levels__rotation__members__contact",
@@ -52,9 +64,10 @@ def policy_prefetches(prefix: str, now: datetime) -> list[str | Prefetch]:
 
 
 def escalating_statuses(incident: Incident) -> list[str]:
-    if incident.policy is None:
+    timetable = incident.timetable
+    if timetable is None:
         return []
-    if incident.policy.escalate_while == EscalateWhile.UNRESOLVED:
+    if timetable.escalate_while == EscalateWhile.UNRESOLVED:
         return IncidentStatus.unresolved()
     return [IncidentStatus.OPEN]
 
@@ -66,9 +79,40 @@ def due_steps(incident: Incident, now: datetime) -> list[EscalationStep]:
     elapsed = now - incident.escalation_started_at
     return [
         step
-        for step in incident.policy.steps()
+        for step in incident.timetable.steps()
         if step.number > incident.escalation_step and step.due_after <= elapsed
     ]
+
+
+def people_at(level: FrozenLevel, now: datetime) -> tuple[list[Contact], OnCallRotation | None]:
+    """Who a frozen level pages at `now`: its contacts still active, and the rotation's on-call.
+
+    The rotation is asked now, not at freezing: a hand-off or an override made during the
+    incident decides who is paged. A contact or rotation deleted since is not paged.
+    """
+    people = list(Contact.objects.filter(pk__in=level.contact_ids, active=True))
+    rotation = None
+    if level.rotation_id is not None:
+        rotation = (
+            OnCallRotation.objects.prefetch_related(
+                "members__contact",
+                Prefetch(
+                    "overrides",
+                    queryset=RotationOverride.objects.filter(ends_at__gt=now).select_related(
+                        "contact"
+                    ),
+                ),
+            )
+            .filter(pk=level.rotation_id)
+            .first()
+        )
+        on_call = rotation.on_call_at(now) if rotation is not None else None
+        if on_call is not None and on_call.active:
+            people.append(on_call)
+    unique: dict[int, Contact] = {}
+    for person in people:
+        unique.setdefault(person.pk, person)
+    return list(unique.values()), rotation
 
 
 def escalate(incident: Incident, now: datetime) -> int | None:
@@ -93,15 +137,15 @@ def _page(incident: Incident, step: EscalationStep, now: datetime) -> int:
     level = step.level
     if not level.applies_to(incident.severity):
         return 0  # e.g. "Level 4: CTO, critical incidents only" for a SEV3
-    people = level.people_at(now)
+    people, rotation = people_at(level, now)
     data = {
         "level": level.position,
         "round": step.round,
         "after_minutes": int(step.due_after.total_seconds() // 60),
         "paged": [person.name for person in people],
     }
-    if level.rotation is not None:
-        data["rotation"] = level.rotation.name
+    if rotation is not None:
+        data["rotation"] = rotation.name
     event = IncidentEvent.record(incident, IncidentVerb.ESCALATED, ACTOR, data=data)
     deliveries = notify.page(incident, step, people, event)
     notify.announce(event)
@@ -118,10 +162,12 @@ def escalate_due(now: datetime | None = None) -> EscalationReport:
     report = EscalationReport()
     candidates = (
         Incident.objects.unresolved()
-        .filter(policy__isnull=False)
-        .filter(Q(status=IncidentStatus.OPEN) | Q(policy__escalate_while=EscalateWhile.UNRESOLVED))
-        .select_related("service", "policy")
-        .prefetch_related(*policy_prefetches("policy__", now))
+        .filter(escalation_snapshot__isnull=False)
+        .filter(
+            Q(status=IncidentStatus.OPEN)
+            | Q(escalation_snapshot__escalate_while=EscalateWhile.UNRESOLVED)
+        )
+        .select_related("service")
         .order_by("opened_at", "pk")
     )
     with job("incidents.escalate") as run:

@@ -164,6 +164,8 @@ def reopen(incident: Incident, *, actor: Actor, reason: str = "") -> Incident:
         i.status = IncidentStatus.OPEN
         i.acknowledged_at = i.mitigated_at = i.resolved_at = None
         i.escalation_started_at, i.escalation_step = now, 0
+        # The new cycle pages by the policy as it is now (it may have been edited since).
+        i.freeze_escalation(now)
         i.reopen_count += 1
         try:
             with transaction.atomic():
@@ -271,6 +273,7 @@ def open_incident(
         last_trigger_key=trigger_key[:100],
         escalation_started_at=now,
     )
+    incident.freeze_escalation(now)
     incident.full_clean(exclude=["service", "release", "policy"], validate_constraints=False)
     with transaction.atomic():
         incident.save(force_insert=True)

@@ -93,16 +93,16 @@ def _age(since: datetime, now: datetime) -> str:
 
 
 def _level(incident: Any) -> str:
-    """The escalation level reached, from the policy's timetable: "L2", "L1 (repeat 1)"."""
-    if incident.policy is None:
+    """The escalation level reached, from the incident's frozen timetable: "L2", "L1 (repeat 1)"."""
+    timetable = incident.timetable
+    if timetable is None:
         return "no policy"
     if not incident.escalation_step:
         return "not paged yet"
-    steps = incident.policy.steps()
-    if incident.escalation_step > len(steps):
+    step = timetable.step(incident.escalation_step)
+    if step is None:
         return "—"
-    step = steps[incident.escalation_step - 1]
-    text = f"L{step.level.position}"
+    text = step.level.label
     return text + (f" (repeat {step.round})" if step.round else "")
 
 
@@ -114,8 +114,7 @@ def incident_list(user: Any, *, service: str = "", show_all: bool = False) -> di
     from apps.incidents.models import Incident, NotificationDelivery
 
     now = timezone.now()
-    incidents = Incident.objects.select_related("service", "release", "policy").prefetch_related(
-        "policy__levels",
+    incidents = Incident.objects.select_related("service", "release").prefetch_related(
         Prefetch(
             "deliveries",
             queryset=NotificationDelivery.objects.filter(channel=Channel.EMAIL)

@@ -6,19 +6,20 @@ from .oncall import (
     Contact,
     EscalationLevel,
     EscalationPolicy,
-    EscalationStep,
     Handoff,
     IncidentRouting,
     OnCallRotation,
     RotationMember,
     RotationOverride,
 )
+from .timetable import EscalationStep, FrozenLevel, Timetable
 
 __all__ = [
     "Contact",
     "EscalationLevel",
     "EscalationPolicy",
     "EscalationStep",
+    "FrozenLevel",
     "Handoff",
     "Incident",
     "IncidentEvent",
@@ -28,4 +29,5 @@ __all__ = [
     "OnCallRotation",
     "RotationMember",
     "RotationOverride",
+    "Timetable",
 ]

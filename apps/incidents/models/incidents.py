@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -23,6 +23,7 @@ from ..choices import (
     Severity,
 )
 from .oncall import EscalationPolicy, validate_http_url
+from .timetable import Timetable
 
 
 class IncidentQuerySet(models.QuerySet):
@@ -82,10 +83,14 @@ class Incident(models.Model):
     last_triggered_at = models.DateTimeField(default=timezone.now)
     last_trigger_key = models.CharField(max_length=100, blank=True, editable=False)
     # Escalation: the clock starts at opening (again at reopening); `escalation_step` counts the
-    # rows of the policy's timetable already paged. The tick advances it with a conditional
-    # UPDATE, so two ticks never page the same step.
+    # rows of the frozen timetable (`escalation_snapshot`) already paged. The tick advances it
+    # with a conditional UPDATE, so two ticks never page the same step.
     escalation_started_at = models.DateTimeField(default=timezone.now)
     escalation_step = models.PositiveIntegerField(default=0)
+    # The policy's timetable frozen when escalation starts (opening, reopening): what
+    # `escalation_step` counts rows of, so editing the policy never moves an open incident.
+    # Null when the incident has no policy. The shape is Timetable.as_json().
+    escalation_snapshot = models.JSONField(null=True, blank=True, editable=False)
     reopen_count = models.PositiveSmallIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -114,6 +119,22 @@ class Incident(models.Model):
     @property
     def severity_label(self) -> str:
         return self.severity.upper()
+
+    @property
+    def timetable(self) -> Timetable | None:
+        """The escalation timetable frozen onto this incident; None when nobody is paged."""
+        if self.escalation_snapshot is None:
+            return None
+        return Timetable.from_json(self.escalation_snapshot)
+
+    def freeze_escalation(self, now: datetime) -> None:
+        """Freeze the policy's timetable as it is now (at opening and at reopening).
+
+        A policy deleted since the incident opened leaves the timetable it had: the reopened
+        incident pages as it did, rather than nobody. Saving is the caller's.
+        """
+        if self.policy is not None:
+            self.escalation_snapshot = Timetable.of(self.policy, now).as_json()
 
     @property
     def time_to_acknowledge(self) -> timedelta | None:

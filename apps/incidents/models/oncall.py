@@ -18,6 +18,7 @@ from django.utils import timezone
 from apps.releases.models import Service
 
 from ..choices import EscalateWhile, Severity, Weekday
+from .timetable import condition_text, rule_text, severity_reaches
 
 
 def validate_http_url(value: str) -> None:
@@ -234,16 +235,6 @@ class RotationOverride(models.Model):
             raise ValidationError({"ends_at": "The override must end after it starts."})
 
 
-@dataclass(frozen=True)
-class EscalationStep:
-    """One row of a policy's timetable: a level in a repeat round, due so long after opening."""
-
-    number: int  # 1-based across rounds: what Incident.escalation_step counts
-    round: int  # 0 for the first pass, 1 for the first repeat, ...
-    level: EscalationLevel
-    due_after: timedelta
-
-
 class EscalationPolicy(models.Model):
     """Who is paged, after how long, while an incident is unacknowledged (or unresolved)."""
 
@@ -273,31 +264,11 @@ class EscalationPolicy(models.Model):
 
     def rule_text(self) -> str:
         """The escalate-while rule in a sentence's words."""
-        if self.escalate_while == EscalateWhile.UNRESOLVED:
-            return "until the incident is resolved"
-        return "until someone acknowledges (as PagerDuty)"
+        return rule_text(self.escalate_while)
 
     def ordered_levels(self) -> list[EscalationLevel]:
+        """The levels in the order they are paged (what an incident's timetable freezes)."""
         return sorted(self.levels.all(), key=lambda lv: (lv.after_minutes, lv.position, lv.pk))
-
-    def steps(self) -> list[EscalationStep]:
-        """The whole timetable, repeat rounds included, in the order it is paged."""
-        levels = self.ordered_levels()
-        if not levels:
-            return []
-        cycle = timedelta(minutes=levels[-1].after_minutes + self.repeat_after_minutes)
-        steps = []
-        for round_ in range(self.repeat_times + 1):
-            for level in levels:
-                steps.append(
-                    EscalationStep(
-                        number=len(steps) + 1,
-                        round=round_,
-                        level=level,
-                        due_after=round_ * cycle + timedelta(minutes=level.after_minutes),
-                    )
-                )
-        return steps
 
 
 class EscalationLevel(models.Model):
@@ -340,26 +311,10 @@ class EscalationLevel(models.Model):
         return f"L{self.position}"
 
     def applies_to(self, severity: str) -> bool:
-        return not self.min_severity or Severity.rank(severity) <= Severity.rank(self.min_severity)
+        return severity_reaches(severity, self.min_severity)
 
     def condition_display(self) -> str:
-        if not self.min_severity:
-            return "every incident"
-        if self.min_severity == Severity.SEV1:
-            return "SEV1 only"
-        return f"{self.min_severity.upper()} or worse"
-
-    def people_at(self, when: datetime) -> list[Contact]:
-        """Who this level pages at `when`: its active contacts and the rotation's on-call."""
-        people = [c for c in self.contacts.all() if c.active]
-        if self.rotation is not None:
-            on_call = self.rotation.on_call_at(when)
-            if on_call is not None and on_call.active:
-                people.append(on_call)
-        unique: dict[int, Contact] = {}
-        for person in people:
-            unique.setdefault(person.pk, person)
-        return list(unique.values())
+        return condition_text(self.min_severity)
 
 
 class IncidentRouting(models.Model):

@@ -10,6 +10,9 @@ import sys
 from pathlib import Path
 
 import environ
+from csp.constants import NONCE as CSP_NONCE
+from csp.constants import NONE as CSP_NONE
+from csp.constants import SELF as CSP_SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -67,6 +70,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "apps.hardening.throttling.FailedAuthThrottleMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -295,6 +299,26 @@ if not DEBUG:
     SECURE_HSTS_PRELOAD = True
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
+
+# --- Content-Security-Policy (django-csp) -----------------------------------------------------
+# Scripts and styles only from our own static files or an element carrying the request's nonce
+# ({{ request.csp_nonce }}): text that slipped through escaping could not run. The report page
+# alone adds style-src-attr 'unsafe-inline' (apps.reports.views): it shows the emailed report,
+# whose styles must be inline for mail clients. docs/security.md, "Output".
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [CSP_SELF],
+        "script-src": [CSP_SELF, CSP_NONCE],
+        "style-src": [CSP_SELF, CSP_NONCE],
+        "img-src": [CSP_SELF, "data:"],
+        "font-src": [CSP_SELF],
+        "connect-src": [CSP_SELF],
+        "object-src": [CSP_NONE],
+        "base-uri": [CSP_SELF],
+        "form-action": [CSP_SELF],
+        "frame-ancestors": [CSP_NONE],
+    }
+}
 
 LOGGING = {
     "version": 1,

@@ -652,17 +652,14 @@ def traffic_metric() -> MetricDefinition | None:
 
 
 def traffic_served(release: Release, stage: Stage, now: datetime) -> float | None:
-    """Requests the release served since the stage began: pushed counts, or a Prometheus query.
+    """Requests the release served since the stage began, read from the traffic metric's source.
 
-    A Prometheus source of the traffic metric is asked for the total with its {soak} placeholder
-    set to the stage's age (e.g. sum(increase(http_requests_total{version="{version}"}[{soak}]))).
-    None when no traffic metric is defined.
+    The service's source of the traffic metric answers through its provider (pushed samples,
+    a Prometheus query with its {soak} placeholder set to the stage's age, or an SQL query given
+    the stage's start and now); pushed samples when the service has none. None when no traffic
+    metric is defined, or when the source cannot answer (the gate then says so).
     """
-    from django.db.models import FloatField, Sum
-    from django.db.models.functions import Coalesce
-
-    from .models import Sample
-    from .providers import placeholders, prometheus
+    from .providers import served
 
     metric = traffic_metric()
     if metric is None or stage.entered_at is None:
@@ -670,25 +667,8 @@ def traffic_served(release: Release, stage: Stage, now: datetime) -> float | Non
     source = source_for(
         sources_by_key([release.service_id], [metric.pk]), release.service_id, metric.pk
     )
-    if source is not None and source.kind == SourceKind.PROMETHEUS:
-        seconds = max(1, int((now - stage.entered_at).total_seconds()))
-        values = {**placeholders(release, Variant.TREATMENT), "soak": f"{seconds}s"}
-        query = prometheus.render(source.query, values)
-        try:
-            return (
-                prometheus.query_scalar(source.base_url, query, now, timeout=source.timeout_seconds)
-                or 0.0
-            )
-        except ProviderError as exc:
-            logger.warning("Traffic of release %s unknown: %s", release.pk, exc)
-            return None
-    served = Sample.objects.filter(
-        release_id=release.pk,
-        metric=metric,
-        variant=Variant.TREATMENT,
-        at__gte=stage.entered_at,
-        at__lt=now,
-    ).aggregate(
-        served=Sum(Coalesce("count", "value", output_field=FloatField()), output_field=FloatField())
-    )["served"]
-    return served or 0.0
+    try:
+        return served(release, metric, stage.entered_at, now, source)
+    except ProviderError as exc:
+        logger.warning("Traffic of release %s unknown: %s", release.pk, exc)
+        return None

@@ -10,16 +10,17 @@ from datetime import timedelta
 from urllib.parse import quote
 
 import pytest
+import time_machine
 from django.db import connection
 from django.utils import timezone
 
-from apps.checks.choices import Level, SourceKind, Verdict
-from apps.checks.models import CheckResult, MetricSource
+from apps.checks.choices import Level, MetricKind, SourceKind, Verdict
+from apps.checks.models import CheckResult, MetricDefinition, MetricSource
 from apps.core.actors import Actor
 from apps.releases.choices import EventVerb, ReleaseStatus
-from apps.rollouts import transitions
+from apps.rollouts import gate, transitions
 from apps.rollouts.analysis import run_checks
-from tests.checks.conftest import criterion
+from tests.checks.conftest import criterion, push
 from tests.factories import PlanFactory, ServiceFactory, make_release
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -69,8 +70,8 @@ def release(production):
     return made
 
 
-def sessions(count: int, failed: int, *, version: str = "2.4.0") -> None:
-    at = timezone.now() - timedelta(seconds=20)
+def sessions(count: int, failed: int, *, version: str = "2.4.0", at=None) -> None:
+    at = at or timezone.now() - timedelta(seconds=20)
     with connection.cursor() as cursor:
         for n in range(count):
             cursor.execute(
@@ -165,3 +166,46 @@ def test_unknown_database_and_bad_columns(monitoring, release, error_rate):
     result = CheckResult.objects.get(criterion=rule)
     assert result.level == Level.ERROR
     assert result.detail == "The query must return columns `at` and `value`; it gave ['one']."
+
+
+# Requests per minute of the release's sessions: the traffic metric read from the same database.
+REQUESTS_SQL = """
+SELECT date_trunc('minute', started_at) AS at, count(*) AS value
+  FROM agent_sessions
+ WHERE service = %(service)s AND version = %(version)s
+   AND started_at >= %(start)s AND started_at < %(end)s
+ GROUP BY 1
+"""
+
+
+def test_a_stages_traffic_is_counted_by_the_sql_source_not_pushed_samples(monitoring, production):
+    requests = MetricDefinition.objects.create(
+        key="requests", name="Requests", kind=MetricKind.COUNTER, counts_traffic=True
+    )
+    service = ServiceFactory(name="AI Orchestra", slug="ai-orchestra")
+    plan = PlanFactory(slug="sql-traffic", stages=[("canary", 5, timedelta(0), False)])
+    plan.stages.update(min_requests=50)
+    start = timezone.now() - timedelta(minutes=30)
+
+    def traffic_blockers() -> list[str]:
+        release.refresh_from_db()
+        return [b.detail for b in gate.evaluate(release).blockers if b.kind == "traffic"]
+
+    with time_machine.travel(start, tick=False) as clock:
+        release = make_release(service=service, environment=production, plan=plan, version="2.4.0")
+        transitions.start(release, actor=Actor.system("tests"))
+        sql_source(release, requests, REQUESTS_SQL)
+        # Pushed samples of the traffic metric would be enough: an SQL-sourced metric must not
+        # fall back to them.
+        push(release, requests, [1000], end=start + timedelta(minutes=5), count=None)
+        sessions(30, failed=0, at=start + timedelta(minutes=5))
+        sessions(30, failed=0, version="2.3.0", at=start + timedelta(minutes=5))
+        sessions(30, failed=0, at=start - timedelta(minutes=5))  # before the stage began
+        clock.move_to(start + timedelta(minutes=10))
+
+        blockers = traffic_blockers()
+        assert len(blockers) == 1
+        assert blockers[0].startswith("Stage canary has served 30 of 50 requests;")
+
+        sessions(20, failed=0, at=start + timedelta(minutes=9))
+        assert traffic_blockers() == []

@@ -1,4 +1,5 @@
-"""Metric providers: one module per source kind, each with `fetch(criterion, release, window)`.
+"""Metric providers: one module per source kind, each with `fetch(criterion, release, window)`
+and `served(release, start, end)` (requests served, for a stage's traffic soak).
 
 `fetch` returns the measurements of every variant the criterion needs (treatment, and control or
 baseline for relative criteria) as evaluator Points, or raises ProviderError with a sentence for
@@ -21,7 +22,7 @@ from ..evaluator import Point
 if TYPE_CHECKING:
     from apps.releases.models import Release
 
-    from ..models import MetricCriterion, MetricSource
+    from ..models import MetricCriterion, MetricDefinition, MetricSource
 
 Measurements = dict[str, list[Point]]
 
@@ -67,6 +68,22 @@ def fetch(
     """Read the criterion's measurements for the release from its source (push when none)."""
     kind = source.kind if source is not None else SourceKind.PUSH
     return module_for(kind).fetch(criterion, release, window, source=source)
+
+
+def served(
+    release: Release,
+    metric: MetricDefinition,
+    start: datetime,
+    end: datetime,
+    source: MetricSource | None = None,
+) -> float:
+    """Requests the release (treatment) served in [start, end), from the traffic metric's source.
+
+    Push when the service has no source for the metric; each kind reads its own way. Raises
+    ProviderError when the source cannot answer.
+    """
+    kind = source.kind if source is not None else SourceKind.PUSH
+    return module_for(kind).served(release, metric, start, end, source=source)
 
 
 def placeholders(release: Release, variant: str) -> dict[str, str]:

@@ -10,13 +10,14 @@ import urllib.request
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from ..choices import Variant
 from ..evaluator import Point
 from . import Measurements, ProviderError, Window, placeholders, reference_window, variants_for
 
 if TYPE_CHECKING:
     from apps.releases.models import Release
 
-    from ..models import MetricCriterion, MetricSource
+    from ..models import MetricCriterion, MetricDefinition, MetricSource
 
 # An answer larger than this is not a metric, it is a mistake in the query.
 MAX_RESPONSE_BYTES = 5 * 1024 * 1024
@@ -50,6 +51,25 @@ def fetch(
             timeout=source.timeout_seconds,
         )
     return measurements
+
+
+def served(
+    release: Release,
+    metric: MetricDefinition,
+    start: datetime,
+    end: datetime,
+    source: MetricSource | None = None,
+) -> float:
+    """An instant query at `end`, its {soak} placeholder the range since `start`.
+
+    e.g. sum(increase(http_requests_total{version="{version}"}[{soak}])).
+    """
+    if source is None or not source.base_url:
+        raise ProviderError("The Prometheus source has no base URL.")
+    seconds = max(1, int((end - start).total_seconds()))
+    values = {**placeholders(release, Variant.TREATMENT), "soak": f"{seconds}s"}
+    query = render(source.query, values)
+    return query_scalar(source.base_url, query, end, timeout=source.timeout_seconds) or 0.0
 
 
 def query_points(base_url: str, query: str, window: Window, *, timeout: float) -> list[Point]:

@@ -17,7 +17,7 @@ from . import Measurements, Window, baseline_lookback, variants_for
 if TYPE_CHECKING:
     from apps.releases.models import Release
 
-    from ..models import MetricCriterion, MetricSource
+    from ..models import MetricCriterion, MetricDefinition, MetricSource
 
 
 class EpochSeconds(Func):
@@ -56,6 +56,30 @@ def fetch(
         ).values_list("at", "value", "count")
         measurements[variant] = [Point(at, value, count) for at, value, count in rows]
     return measurements
+
+
+def served(
+    release: Release,
+    metric: MetricDefinition,
+    start: datetime,
+    end: datetime,
+    source: MetricSource | None = None,
+) -> float:
+    """The treatment's pushed samples of the traffic metric in [start, end): counts, else values."""
+    from django.db.models.functions import Coalesce
+
+    from ..models import Sample
+
+    total = Sample.objects.filter(
+        release_id=release.pk,
+        metric_id=metric.pk,
+        variant=Variant.TREATMENT,
+        at__gte=start,
+        at__lt=end,
+    ).aggregate(
+        served=Sum(Coalesce("count", "value", output_field=FloatField()), output_field=FloatField())
+    )["served"]
+    return total or 0.0
 
 
 Key = tuple[int, int, str]  # release id, metric id, variant

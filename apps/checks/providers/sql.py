@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
+from ..choices import Variant
 from ..evaluator import Point
 from . import Measurements, ProviderError, Window, placeholders, reference_window, variants_for
 
 if TYPE_CHECKING:
     from apps.releases.models import Release
 
-    from ..models import MetricCriterion, MetricSource
+    from ..models import MetricCriterion, MetricDefinition, MetricSource
 
 MAX_ROWS = 100_000
 
@@ -41,6 +42,24 @@ def fetch(
             point for point in run(source, params) if span.start <= point.at < span.end
         ]
     return measurements
+
+
+def served(
+    release: Release,
+    metric: MetricDefinition,
+    start: datetime,
+    end: datetime,
+    source: MetricSource | None = None,
+) -> float:
+    """The source's query for the treatment over [start, end): its rows' counts, else values."""
+    if source is None:
+        raise ProviderError("The SQL source is missing.")
+    params = {**placeholders(release, Variant.TREATMENT), "start": start, "end": end}
+    return sum(
+        point.count if point.count is not None else point.value
+        for point in run(source, params)
+        if start <= point.at < end
+    )
 
 
 def run(source: MetricSource, params: dict[str, Any]) -> list[Point]:

@@ -36,6 +36,17 @@ class ReleasePermission(BasePermission):
         return True
 
 
+class TokenOrPersonMay(BasePermission):
+    """Tokens read within their services (the view narrows its queryset); a person needs the
+    view's `person_perm`: signing in alone shows nothing (docs/security.md, "Roles")."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        user = request.user
+        if isinstance(user, TokenPrincipal):
+            return True
+        return bool(user and user.is_authenticated and user.has_perm(view.person_perm))
+
+
 def scope_to_token(queryset: Any, request: Request, field: str = "service_id") -> Any:
     """Narrow a queryset to the token's services; people see everything they may view."""
     if isinstance(request.user, TokenPrincipal):

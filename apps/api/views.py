@@ -12,7 +12,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
-from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -26,7 +26,7 @@ from rolloutdesk.celery import app as celery_app
 
 from . import serializers as s
 from .authentication import TokenPrincipal, actor_for
-from .permissions import ReleasePermission, scope_to_token
+from .permissions import ReleasePermission, TokenOrPersonMay, scope_to_token
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,8 @@ class ServiceViewSet(viewsets.ReadOnlyModelViewSet):
     """Services this caller may see (a token: its own)."""
 
     serializer_class = s.ServiceSerializer
-    permission_classes = [IsAuthenticated]
+    permission_classes = [TokenOrPersonMay]
+    person_perm = "releases.view_service"
     lookup_field = "slug"
 
     def get_queryset(self) -> QuerySet[Service]:
@@ -47,7 +48,8 @@ class PlanViewSet(viewsets.ReadOnlyModelViewSet):
     """Rollout plans with their stages."""
 
     serializer_class = s.PlanSerializer
-    permission_classes = [IsAuthenticated]
+    permission_classes = [TokenOrPersonMay]
+    person_perm = "releases.view_rolloutplan"
     lookup_field = "slug"
     queryset = RolloutPlan.objects.prefetch_related(
         Prefetch("stages", queryset=StageTemplate.objects.order_by("position")),

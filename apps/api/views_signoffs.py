@@ -51,16 +51,28 @@ def _payload(release: Release) -> dict[str, Any]:
     return s.signoffs_payload(release, gate_status, history)
 
 
+def _signoffs_of(request: Request, pk: int) -> Release:
+    """The release, if the caller may see its sign-offs: its token, or a person who views
+    releases or is in one of its sign-off groups (the same rule as the sign-off page)."""
+    release = _release_for(request, pk)
+    if not isinstance(request.user, TokenPrincipal) and not services.may_see_signoffs(
+        release, request.user
+    ):
+        # Before anything is judged: a refusal says nothing of the gate or who signs it.
+        raise PermissionDenied("You do not have permission to do that.")
+    return release
+
+
 class ReleaseSignOffsView(APIView):
     """GET: the release's sign-offs and what its gate still needs. POST: a person signs."""
 
     permission_classes = [_ReleaseScoped]
-    # Any signed-in person may try to sign: whether they may is the rule's groups' business.
-    person_perms: dict[str, str | None] = {"GET": "releases.view_release", "POST": None}
+    # Reading and signing are for whoever may see the release's sign-offs (_signoffs_of).
+    person_perms: dict[str, str | None] = {"GET": None, "POST": None}
 
     @extend_schema(responses={200: s.SignOffsSerializer})
     def get(self, request: Request, pk: int) -> Response:
-        return Response(_payload(_release_for(request, pk)))
+        return Response(_payload(_signoffs_of(request, pk)))
 
     @extend_schema(request=s.SignInputSerializer, responses={201: s.SignOffsSerializer})
     def post(self, request: Request, pk: int) -> Response:
@@ -68,7 +80,7 @@ class ReleaseSignOffsView(APIView):
             raise PermissionDenied(
                 "Signing is for people: an API token cannot sign off. Open the sign-off page."
             )
-        release = _release_for(request, pk)
+        release = _signoffs_of(request, pk)
         body = s.SignInputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         services.sign(

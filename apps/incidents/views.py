@@ -29,6 +29,11 @@ from .models import Contact, EscalationPolicy, Incident, OnCallRotation
 # The plain sign-in page (stakeholders on call may have no admin access).
 LOGIN_URL = reverse_lazy("signoffs:login")
 VIEW_PERM = "incidents.view_incident"
+CONTACTS_PERM = "incidents.view_contact"
+NO_ONCALL = (
+    "Seeing who is on call needs the Viewers, Approvers or Release managers role. Ask a release "
+    "manager if you should have one."
+)
 
 ACTIONS = {
     "acknowledge": ("Acknowledge", "Acknowledged"),
@@ -84,6 +89,10 @@ def _rows(policy: EscalationPolicy, now: datetime) -> list[dict[str, Any]]:
 @require_GET
 def oncall(request: HttpRequest) -> HttpResponse:
     """Each service: who is on call now and next, and its escalation table."""
+    if not request.user.has_perm(CONTACTS_PERM):
+        # Contacts' addresses and phones and open incidents' titles: for the roles only. Someone
+        # paged without a role reaches their incident through the emailed link instead.
+        return render(request, "forbidden.html", {"message": NO_ONCALL}, status=403)
     now = timezone.now()
     services = (
         Service.objects.select_related("incident_routing__policy")

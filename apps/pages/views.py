@@ -76,6 +76,15 @@ def _refused(
     details: list[str] | None = None,
     form: dict[str, Any] | None = None,
 ) -> HttpResponse:
+    if not request.user.has_perm(VIEW_PERM):
+        # A stakeholder who signs without a role: the reason, never the release page they may
+        # not read (someone who may not even see the sign-offs never gets this far).
+        return render(
+            request,
+            "pages/forbidden.html",
+            {"message": message, "signoff_url": reverse("signoffs:page", args=[release.pk])},
+            status=status,
+        )
     release.refresh_from_db()
     return _page(request, release, status=status, error=message, error_details=details, form=form)
 
@@ -190,6 +199,8 @@ def tick_item(request: HttpRequest, pk: int, item_pk: int) -> HttpResponse:
 def sign(request: HttpRequest, pk: int) -> HttpResponse:
     """Give a go or a no-go on the current gate through the sign-offs service."""
     release = _release(pk)
+    if not signoffs.may_see_signoffs(release, request.user):
+        return _forbidden(request, NO_VIEW)
     decision = request.POST.get("decision", "")
     comment = request.POST.get("comment", "")
     form = {"comment": comment}
@@ -201,6 +212,8 @@ def sign(request: HttpRequest, pk: int) -> HttpResponse:
         return _refused(request, release, " ".join(exc.messages), 400, form=form)
     said = "go" if decision == Decision.GO else "no-go"
     messages.success(request, f"Your {said} is recorded.")
+    if not request.user.has_perm(VIEW_PERM):
+        return HttpResponseRedirect(reverse("signoffs:page", args=[release.pk]))
     return _back(release, "#signoffs")
 
 

@@ -23,6 +23,7 @@ from apps.core.actors import Actor
 from apps.releases.choices import EventVerb, ReleaseStatus
 from apps.releases.models import Event, Release, Stage, sha_validator
 
+from . import messages
 from .choices import Decision
 from .models import (
     FreezeWindow,
@@ -207,6 +208,23 @@ def attach_rules(release: Release) -> list[ReleaseSignOffRule]:
     return copies
 
 
+VIEW_PERM = "releases.view_release"
+
+
+def may_see_signoffs(release: Release, user: Any) -> bool:
+    """Whether this person may see the release's gate and sign-offs (and so try to sign).
+
+    Anyone who may view releases, and the stakeholders the release asks: members of a group one
+    of its sign-off rules names, who may hold no role. Everyone else learns nothing, not even
+    which groups sign: a refusal must not show more than a reader may see.
+    """
+    if not (user and user.is_authenticated and user.is_active):
+        return False
+    if user.has_perm(VIEW_PERM):
+        return True
+    return ReleaseSignOffRule.objects.filter(release=release, groups__user=user).exists()
+
+
 def why_cannot_sign(status: GateStatus, user: Any, decision: str) -> str:
     """Why this person may not give this decision on this gate; empty when they may."""
     if not user.is_active:
@@ -316,7 +334,7 @@ def sign(
         )
         after = gate_status(locked, now=now)
         decided = _record_decision(before, after, actor)
-        _notifyafter_commit([event, decided])
+        _tell(locked, [event, decided])
     return signoff
 
 
@@ -347,7 +365,7 @@ def withdraw(release: Release, *, user: Any, now: datetime | None = None) -> Sig
         decided = None
         if before is not None:
             decided = _record_decision(before, gate_status(locked, now=now), actor)
-        _notifyafter_commit([event, decided])
+        _tell(locked, [event, decided])
     return signoff
 
 
@@ -459,23 +477,8 @@ def _worth_telling(event: Event) -> bool:
     return event.verb == EventVerb.SIGNED_OFF and event.data.get("decision") == Decision.NO_GO
 
 
-def _notifyafter_commit(events: list[Event | None]) -> None:
-    ids = [e.pk for e in events if e is not None and _worth_telling(e)]
-    if ids:
-        after_commit("notify_signoff_event", [(i,) for i in ids])
-
-
-def after_commit(task_name: str, calls: list[tuple[Any, ...]]) -> None:
-    """Queue one task per call once the transaction commits (a task never sees a rollback)."""
-
-    def queue() -> None:
-        from . import tasks
-
-        task = getattr(tasks, task_name)
-        for args in calls:
-            try:
-                task.delay(*args)
-            except Exception:  # the broker being down must not undo what was committed
-                logger.exception("Could not queue %s%r", task_name, args)
-
-    transaction.on_commit(queue)
+def _tell(release: Release, events: list[Event | None]) -> None:
+    """Write the no-go and decision emails into the sign-off's own transaction."""
+    worth = [e for e in events if e is not None and _worth_telling(e)]
+    if worth:
+        messages.tell(release, worth)

@@ -27,6 +27,16 @@ from .choices import Decision
 
 OPERATE_PERM = "releases.operate_release"
 LOGIN_URL = reverse_lazy("signoffs:login")
+# Says nothing of the release: not even whether its gate asks for sign-offs, or from whom.
+NOT_YOURS = (
+    "You may not see this release: you hold no role and are in none of the groups it asks to "
+    "sign off. Ask a release manager if you should be."
+)
+
+
+def forbidden(request: HttpRequest) -> HttpResponse:
+    """The refusal for someone who may not see the release: no detail of it."""
+    return render(request, "forbidden.html", {"message": NOT_YOURS}, status=403)
 
 
 def _state_of(signoff: Any, status: services.GateStatus | None, now: Any) -> str:
@@ -110,6 +120,8 @@ def _history(release: Release) -> list[Any]:
 def signoff_page(request: HttpRequest, pk: int) -> HttpResponse:
     """Show the release's gate and sign-offs; POST records go, no-go, withdrawal or a request."""
     release = get_object_or_404(Release.objects.with_related(), pk=pk)
+    if not services.may_see_signoffs(release, request.user):
+        return forbidden(request)
     if request.method == "GET":
         return render(request, "signoffs/page.html", _context(request, release))
 

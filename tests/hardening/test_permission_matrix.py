@@ -1,8 +1,9 @@
-"""The permission matrix: every API endpoint, page POST and admin action, for anonymous, a viewer,
-an approver, a release manager, a superuser, a token of the release's own service and a token of
-another service. Each cell is "may" (the request reaches the domain: any answer but 401/403/404)
-or "refused" (401/403, or 404 where the object is hidden); nothing a refused caller sends may
-change anything.
+"""The permission matrix: every API endpoint, page GET and POST and admin action, for anonymous, a
+signed-in person in no role, a viewer, an approver, a release manager, a superuser, a token of the
+release's own service and a token of another service. Each cell is "may" (the request reaches the
+domain: any answer but 401/403/404) or "refused" (401/403, or 404 where the object is hidden);
+nothing a refused caller sends may change anything, and a refusal shows nothing of the release or
+incident to someone who may not see it.
 
 A new API route without a row here fails `test_every_api_route_is_in_the_matrix`.
 """
@@ -37,8 +38,9 @@ from tests.checklists.helpers import link, make_template
 from tests.factories import PlanFactory, make_release
 from tests.faults.conftest import page_on_call
 
-ANON, VIEWER, APPROVER, MANAGER, ROOT, OWN, OTHER = (
+ANON, NOROLE, VIEWER, APPROVER, MANAGER, ROOT, OWN, OTHER = (
     "anonymous",
+    "no role",
     "viewer",
     "approver",
     "release manager",
@@ -46,7 +48,9 @@ ANON, VIEWER, APPROVER, MANAGER, ROOT, OWN, OTHER = (
     "own token",
     "other token",
 )
-PRINCIPALS = [ANON, VIEWER, APPROVER, MANAGER, ROOT, OWN, OTHER]
+PRINCIPALS = [ANON, NOROLE, VIEWER, APPROVER, MANAGER, ROOT, OWN, OTHER]
+# People with a role. A signed-in person in no group is in none of the allowed sets: they may
+# sign in and nothing else (docs/security.md, "Roles").
 PEOPLE = {VIEWER, APPROVER, MANAGER, ROOT}
 EVERYONE = PEOPLE | {OWN, OTHER}
 READERS = PEOPLE | {OWN}  # of one service's objects
@@ -83,8 +87,10 @@ def world(db, service, other_service, production, rita, alice, victor) -> World:
     page_on_call(service)
     incident = lifecycle.open_incident(service=service, title="Errors", actor=system)
     root = get_user_model().objects.create_superuser("root", "root@example.com", "pw-root-123")
+    nobody = get_user_model().objects.create_user("nobody", "nobody@example.com", "pw-nobody-1")
     clients: dict[str, Any] = {ANON: APIClient()}
-    for name, user in ((VIEWER, victor), (APPROVER, alice), (MANAGER, rita), (ROOT, root)):
+    people = ((NOROLE, nobody), (VIEWER, victor), (APPROVER, alice), (MANAGER, rita), (ROOT, root))
+    for name, user in people:
         client = APIClient()
         client.force_login(user)
         clients[name] = client
@@ -95,7 +101,7 @@ def world(db, service, other_service, production, rita, alice, victor) -> World:
         clients[name] = client
     # A manual item: people tick those; an automated one is CI's alone (left_for_ci).
     item = ChecklistItem.objects.get(checklist__release=release, key="")
-    users = {VIEWER: victor, APPROVER: alice, MANAGER: rita, ROOT: root}
+    users = dict(people)
     return World(release, planned, incident, item, clients, users)
 
 
@@ -236,6 +242,22 @@ PAGE_POSTS = [
 ]  # fmt: skip
 
 
+# What a page shows of the world's release and incident: a refusal to someone who may not see
+# them must show none of it (the service, the stage, the incident's title).
+SHOWN = ("AI Orchestra", "canary", "Errors")
+
+
+def _refused_page(response: Any) -> bool:
+    to_login = response.status_code == 302 and "/accounts/login/" in response["Location"]
+    return to_login or response.status_code in (403, 404)
+
+
+def _assert_shows_nothing(response: Any, who: str) -> None:
+    body = response.content.decode()
+    shown = [text for text in SHOWN if text in body]
+    assert not shown, f"{who} was refused, yet the answer shows {shown}"
+
+
 @pytest.mark.parametrize("post", PAGE_POSTS, ids=lambda p: p.name)
 def test_page_post_matrix(world: World, post: PagePost) -> None:
     got = {}
@@ -246,13 +268,50 @@ def test_page_post_matrix(world: World, post: PagePost) -> None:
         events = Event.objects.count()
         with transaction.atomic():
             response = client.post(post.path(world), post.data)
-            to_login = response.status_code == 302 and "/accounts/login/" in response["Location"]
-            refused = to_login or response.status_code in (403, 404)
+            refused = _refused_page(response)
             got[principal] = response.status_code
             if refused:
                 assert Event.objects.count() == events, f"{principal}: refused, yet recorded"
+            if principal in (ANON, NOROLE):
+                _assert_shows_nothing(response, principal)
             transaction.set_rollback(True)
         assert refused != (principal in post.allowed), f"{post.name}: {got}"
+
+
+@dataclass(frozen=True)
+class PageGet:
+    name: str
+    path: Callable[[World], str]
+    allowed: frozenset[str]
+
+
+# Every page a person reads. Anyone with a role reads them all; a person in no role reads none
+# (the sign-off page: only a member of one of the release's sign-off groups, see
+# tests/signoffs/test_page.py; an incident: only someone paged for it).
+PAGE_GETS = [
+    PageGet("dashboard", lambda w: "/", frozenset(PEOPLE)),
+    PageGet("release page", lambda w: f"/releases/{_r(w)}/", frozenset(PEOPLE)),
+    PageGet("sign-off page", lambda w: f"/releases/{_r(w)}/signoff/", frozenset(PEOPLE)),
+    PageGet("incident list", lambda w: "/incidents/", frozenset(PEOPLE)),
+    PageGet("incident", lambda w: f"/incidents/{w.incident.pk}/", frozenset(PEOPLE)),
+    PageGet("on call", lambda w: "/oncall/", frozenset(PEOPLE)),
+    PageGet("reports", lambda w: "/reports/", frozenset(PEOPLE)),
+]
+
+
+@pytest.mark.parametrize("page", PAGE_GETS, ids=lambda p: p.name)
+def test_page_get_matrix(world: World, page: PageGet) -> None:
+    got = {}
+    for principal in [ANON, *world.users]:
+        client = Client()
+        if principal != ANON:
+            client.force_login(world.users[principal])
+        response = client.get(page.path(world))
+        got[principal] = response.status_code
+        refused = _refused_page(response)
+        if refused:
+            _assert_shows_nothing(response, principal)
+        assert refused != (principal in page.allowed), f"{page.name}: {got}"
 
 
 # --- admin -----------------------------------------------------------------------------------

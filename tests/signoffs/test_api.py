@@ -58,12 +58,12 @@ def test_a_token_cannot_sign(running, api):
     assert not SignOff.objects.exists()
 
 
-def test_a_person_signs_through_the_api_under_the_same_rules(running, paul, dave):
+def test_a_person_signs_through_the_api_under_the_same_rules(running, paul, victor):
     response = person(paul).post(url(running), {"decision": "no_go"}, format="json")
     assert response.status_code == 400
     assert response.json() == {"comment": ["A no-go needs a comment saying why."]}
 
-    response = person(dave).post(url(running), {"decision": "go"}, format="json")
+    response = person(victor).post(url(running), {"decision": "go"}, format="json")
     assert response.status_code == 403
     assert "not in any group" in response.json()["detail"]
 
@@ -72,10 +72,21 @@ def test_a_person_signs_through_the_api_under_the_same_rules(running, paul, dave
     assert response.json()["still_needed"]["groups"] == ["Engineering managers"]
 
 
-def test_people_need_view_permission_to_read(running, victor, dave):
+def test_people_need_view_permission_or_a_signing_group_to_read(running, victor, paul, dave):
     assert person(victor).get(url(running)).status_code == 200
+    assert person(paul).get(url(running)).status_code == 200  # Product, asked by this release
     assert person(dave).get(url(running)).status_code == 403
     assert APIClient().get(url(running)).status_code in (401, 403)
+
+
+@pytest.mark.parametrize(
+    "body", [{"decision": "go"}, {"decision": "no_go"}, {"decision": "maybe"}, {}]
+)
+def test_a_refusal_tells_someone_who_may_not_read_nothing_of_the_gate(running, dave, body):
+    response = person(dave).post(url(running), body, format="json")
+    assert response.status_code == 403
+    assert response.json() == {"detail": "You do not have permission to do that."}
+    assert not SignOff.objects.exists()
 
 
 def test_a_release_without_rules_answers_nothing_needed(service, production, api):

@@ -78,8 +78,8 @@ def test_a_post_without_csrf_is_refused(running, paul):
     assert (signoff.signer, signoff.decision, signoff.comment) == (paul, "go", "LGTM")
 
 
-def test_an_outsider_sees_why_they_cannot_sign(running, dave):
-    client = client_for(dave)
+def test_a_viewer_outside_the_groups_sees_why_they_cannot_sign(running, victor):
+    client = client_for(victor)
     html = client.get(page_url(running)).content.decode()
     assert "You cannot sign this gate: You are not in any group this gate asks to sign" in html
     assert 'value="go"' not in html
@@ -88,6 +88,33 @@ def test_an_outsider_sees_why_they_cannot_sign(running, dave):
     assert response.status_code == 403
     assert "You are not in any group" in response.content.decode()
     assert not SignOff.objects.exists()
+
+
+def test_someone_in_no_role_and_no_group_sees_nothing_of_the_release(running, dave):
+    """Signed in is not enough: neither the page nor a refused POST shows the release, its gate
+    or who signs it."""
+    client = client_for(dave)
+    for response in (
+        client.get(page_url(running)),
+        client.post(page_url(running), {"action": "go"}),
+        client.post(page_url(running), {"action": "no_go", "comment": ""}),
+    ):
+        assert response.status_code == 403
+        html = response.content.decode()
+        assert "You may not see this release" in html
+        for detail in (running.service.name, "canary", "Engineering managers", "Product"):
+            assert detail not in html
+    assert not SignOff.objects.exists()
+
+
+def test_a_stakeholder_without_a_role_signs_from_the_page(running, paul):
+    """Paul is in Product only (no role): the release asks his group, so he sees and signs."""
+    assert not paul.has_perm("releases.view_release")
+    client = client_for(paul)
+    assert client.get(page_url(running)).status_code == 200
+    response = client.post(page_url(running), {"action": "go"})
+    assert response.status_code == 302
+    assert SignOff.objects.filter(signer=paul).exists()
 
 
 def test_the_authors_go_is_refused_on_the_page(running, erin):
@@ -156,3 +183,19 @@ def test_the_page_uses_the_local_stylesheet(running):
     html = client_for(UserFactory(username="zed")).get(page_url(running)).content.decode()
     assert '<link rel="stylesheet" href="/static/css/app.css">' in html
     assert "http" not in re.findall(r"<link[^>]+>", html)[0]
+
+
+def test_the_release_pages_sign_form_refuses_a_stakeholder_without_the_release_page(running, paul):
+    """/releases/<id>/sign/ answered a refusal with the whole release page; someone who may see
+    only the sign-offs gets the reason and a way back to them."""
+    client = client_for(paul)
+    sign_url = reverse("pages:sign", args=[running.pk])
+    response = client.post(sign_url, {"decision": "no_go", "comment": ""})
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert "A no-go needs a comment saying why." in html
+    assert page_url(running) in html
+    assert "canary" not in html and running.service.name not in html
+
+    response = client.post(sign_url, {"decision": "go"})
+    assert (response.status_code, response["Location"]) == (302, page_url(running))

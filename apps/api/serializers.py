@@ -113,6 +113,11 @@ class ReleaseDetailSerializer(ReleaseSerializer):
         fields = ReleaseSerializer.Meta.fields + ["stages"]
 
 
+def _release_max(name: str) -> int:
+    """A Release column's max_length, so that input longer than the column is a 400, not a 500."""
+    return Release._meta.get_field(name).max_length
+
+
 class ReleaseCreateSerializer(serializers.Serializer):
     """What CI sends to register a release."""
 
@@ -120,16 +125,23 @@ class ReleaseCreateSerializer(serializers.Serializer):
     environment = serializers.SlugRelatedField(
         slug_field="slug", queryset=Environment.objects.all()
     )
-    version = serializers.CharField(max_length=100)
+    version = serializers.CharField(max_length=_release_max("version"))
     plan = serializers.SlugRelatedField(
         slug_field="slug", queryset=RolloutPlan.objects.all(), required=False, allow_null=True
     )
     commit_sha = serializers.CharField(
-        max_length=64, required=False, allow_blank=True, validators=[sha_validator]
+        max_length=_release_max("commit_sha"),
+        required=False,
+        allow_blank=True,
+        validators=[sha_validator],
     )
     commit_time = serializers.DateTimeField(required=False, allow_null=True)
-    changelog_url = serializers.URLField(required=False, allow_blank=True)
-    author = serializers.CharField(max_length=150, required=False, allow_blank=True)
+    changelog_url = serializers.URLField(
+        max_length=_release_max("changelog_url"), required=False, allow_blank=True
+    )
+    author = serializers.CharField(
+        max_length=_release_max("author_name"), required=False, allow_blank=True
+    )
 
     def validate_version(self, value: str) -> str:
         value = value.strip()

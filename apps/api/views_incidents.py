@@ -14,7 +14,6 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import PermissionDenied
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -26,6 +25,7 @@ from apps.incidents.models import Incident, IncidentEvent
 
 from . import serializers_incidents as s
 from .authentication import ServiceTokenAuthentication, TokenPrincipal, actor_for
+from .parsers import JSONParser
 from .permissions import scope_to_token
 
 VIEW_PERM = "incidents.view_incident"

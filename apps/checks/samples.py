@@ -59,6 +59,24 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _whole(value: Any, low: int, high: int) -> int | None:
+    """The value as an int when it is a whole number in [low, high); None otherwise.
+
+    Compared before any float(): float() of a 400-digit integer raises OverflowError.
+    """
+    if not _number(value):
+        return None
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        return None
+    return int(value) if low <= value < high else None
+
+
+def _shown(value: Any) -> str:
+    """A refused value as the error quotes it: its repr, cut (a refused value may be huge)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def ingest(
     items: Any, *, service_ids: frozenset[int] | None, now: datetime | None = None
 ) -> IngestOutcome:
@@ -75,16 +93,15 @@ def ingest(
         )
     errors: list[dict[str, Any]] = []
     release_ids = {
-        item["release"]
+        _whole(item.get("release"), 1, 2**63) for item in items if isinstance(item, dict)
+    } - {None}
+    # Only strings are looked up (a list or an object as a key is refused below, not hashed).
+    keys = {
+        item.get("metric")
         for item in items
-        if isinstance(item, dict)
-        and _number(item.get("release"))
-        and float(item["release"]).is_integer()
+        if isinstance(item, dict) and isinstance(item.get("metric"), str)
     }
-    keys = {item.get("metric") for item in items if isinstance(item, dict)}
-    releases = Release.objects.select_related("service").in_bulk(
-        [int(i) for i in release_ids if 0 < i < 2**63]
-    )
+    releases = Release.objects.select_related("service").in_bulk(list(release_ids))
     metrics = {
         m.key: m
         for m in MetricDefinition.objects.filter(key__in=[k for k in keys if isinstance(k, str)])
@@ -103,8 +120,8 @@ def ingest(
         raw_release = item.get("release")
         if raw_release is None:
             errors.append(_error(index, "release", "Required: the release id."))
-        elif not _number(raw_release) or not float(raw_release).is_integer():
-            errors.append(_error(index, "release", f"{raw_release!r} is not a release id."))
+        elif _whole(raw_release, 1, 2**63) is None:
+            errors.append(_error(index, "release", f"{_shown(raw_release)} is not a release id."))
         else:
             release = releases.get(int(raw_release))
             if release is None:
@@ -125,7 +142,9 @@ def ingest(
             errors.append(_error(index, "metric", "Required: the metric key."))
         elif not isinstance(key, str) or key not in metrics:
             known = ", ".join(sorted(metrics)) if metrics else "see the plans endpoint"
-            errors.append(_error(index, "metric", f"Unknown metric {key!r} (known: {known})."))
+            errors.append(
+                _error(index, "metric", f"Unknown metric {_shown(key)} (known: {known}).")
+            )
         else:
             metric = metrics[key]
 
@@ -133,7 +152,10 @@ def ingest(
         if value is None:
             errors.append(_error(index, "value", "Required: a number."))
         elif not _number(value):
-            errors.append(_error(index, "value", f"{value!r} is not a number."))
+            errors.append(_error(index, "value", f"{_shown(value)} is not a number."))
+        elif isinstance(value, int) and abs(value) > 1e15:
+            # Before isnan(): an integer too large for a float would raise OverflowError there.
+            errors.append(_error(index, "value", f"{_shown(value)} is out of range."))
         elif math.isnan(value):
             errors.append(_error(index, "value", "NaN is not a measurement."))
         elif math.isinf(value):
@@ -146,9 +168,13 @@ def ingest(
             )
 
         variant = item.get("variant", Variant.TREATMENT)
-        if variant not in VARIANTS:
+        if not isinstance(variant, str) or variant not in VARIANTS:
             errors.append(
-                _error(index, "variant", f"{variant!r} is not one of {', '.join(Variant.values)}.")
+                _error(
+                    index,
+                    "variant",
+                    f"{_shown(variant)} is not one of {', '.join(Variant.values)}.",
+                )
             )
 
         at = now
@@ -179,10 +205,8 @@ def ingest(
                 at = parsed
 
         count = item.get("count")
-        if count is not None and (
-            not _number(count) or not float(count).is_integer() or not 0 <= count < 2**63
-        ):
-            errors.append(_error(index, "count", f"{count!r} is not a whole number ≥ 0."))
+        if count is not None and _whole(count, 0, 2**63) is None:
+            errors.append(_error(index, "count", f"{_shown(count)} is not a whole number ≥ 0."))
 
         if len(errors) == before:
             key_ = (release.pk, metric.pk, variant, at)

@@ -7,3 +7,6 @@ class ChecksConfig(AppConfig):
     name = "apps.checks"
     label = "checks"
     verbose_name = "Metric checks"
+
+    def ready(self) -> None:
+        from . import messages  # noqa: F401 (declares this app's emails to the outbox)

@@ -8,48 +8,11 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from apps.core import emails
 from apps.jobs.runner import job
 
-from .models import CheckNotification, Sample
+from .models import Sample
 
 PURGE_BATCH = 10_000
-
-
-@shared_task(autoretry_for=(OSError,), retry_backoff=30, max_retries=8)
-def notify_check(notification_id: int) -> int:
-    """Email the service's notification list about a warning (or a notify-only failure)."""
-    notification = (
-        CheckNotification.objects.select_related(
-            "release__service",
-            "release__environment",
-            "release__current_stage",
-            "result__criterion__metric",
-        )
-        .filter(pk=notification_id, sent_at__isnull=True)
-        .first()
-    )
-    if notification is None:
-        return 0
-    release = notification.release
-    recipients = release.service.notification_recipients()
-    sent = 0
-    if recipients:
-        result = notification.result
-        criterion = result.criterion
-        sent = emails.send(
-            "metric-check",
-            recipients,
-            {
-                "release": release,
-                "result": result,
-                "criterion": criterion,
-                "value": criterion.metric.format(result.value) if criterion else result.value,
-                "threshold": criterion.format_threshold(result.threshold) if criterion else "",
-            },
-        )
-    CheckNotification.objects.filter(pk=notification.pk).update(sent_at=timezone.now())
-    return sent
 
 
 def purge_old_samples(*, now: object = None, batch: int = PURGE_BATCH) -> int:

@@ -14,9 +14,10 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from apps.core.actors import Actor
+from apps.outbox.admin import resend_unsent
 from apps.releases.admin import ServiceAdmin
 
-from . import lifecycle, notify
+from . import lifecycle
 from .models import (
     Contact,
     EscalationLevel,
@@ -471,12 +472,4 @@ class NotificationDeliveryAdmin(admin.ModelAdmin):
     def resend_deliveries(
         self, request: HttpRequest, queryset: QuerySet[NotificationDelivery]
     ) -> None:
-        queued, skipped = notify.resend(queryset)
-        if queued:
-            self.message_user(request, f"Queued {len(queued)} delivery(ies) to send again.")
-        if skipped:
-            self.message_user(
-                request,
-                f"Left {skipped} already sent: a sent page is never sent twice.",
-                messages.WARNING,
-            )
+        resend_unsent(self, request, queryset, noun="delivery(ies)")

@@ -7,3 +7,6 @@ class IncidentsConfig(AppConfig):
     name = "apps.incidents"
     label = "incidents"
     verbose_name = "Incidents and on-call"
+
+    def ready(self) -> None:
+        from . import notify  # noqa: F401 (registers the deliveries with the outbox engine)

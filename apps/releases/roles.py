@@ -148,6 +148,12 @@ ROLE_PERMISSIONS[RELEASE_MANAGERS] += REPORTS_VIEW + REPORTS_MANAGE
 ROLE_PERMISSIONS[APPROVERS] += REPORTS_VIEW
 ROLE_PERMISSIONS[VIEWERS] += REPORTS_VIEW
 
+# Outgoing messages (apps/outbox, granted by its 0002_roles migration): release managers see
+# every email waiting, sent or failed, and send failed ones again. Others do not: the list is
+# of people's addresses.
+OUTBOX_MANAGE = ["outbox.view_message", "outbox.resend_message"]
+ROLE_PERMISSIONS[RELEASE_MANAGERS] += OUTBOX_MANAGE
+
 
 def ensure_roles() -> None:
     """Create the role groups with their permissions if they are missing (e.g. after a flush)."""

@@ -11,6 +11,8 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
+from apps.outbox import engine as outbox
+
 from . import services
 from .models import Report, ReportDelivery, ReportSubscription
 
@@ -96,7 +98,7 @@ class DeliveryInline(admin.TabularInline):
 def _resend(
     modeladmin: admin.ModelAdmin, request: HttpRequest, deliveries: QuerySet, include_sent: bool
 ) -> None:
-    ids = services.resend(deliveries, include_sent=include_sent)
+    ids = outbox.resend(deliveries, include_sent=include_sent)
     if ids:
         modeladmin.message_user(request, f"Queued {len(ids)} delivery(ies) to send again.")
     else:

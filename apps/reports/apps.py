@@ -7,3 +7,6 @@ class ReportsConfig(AppConfig):
     name = "apps.reports"
     label = "reports"
     verbose_name = "Reports"
+
+    def ready(self) -> None:
+        from . import services  # noqa: F401 (registers the deliveries with the outbox engine)

@@ -4,55 +4,41 @@ The scheduled task, the `send_report`/`send_reports` commands and the admin acti
 functions here. A due subscription is claimed by moving its `next_due_at` forward with a
 conditional UPDATE (healthchecks' sendreports pattern): of two workers running the task at once,
 exactly one moves it, and only that one adds the recipient to the period's report. Each recipient
-is one ReportDelivery row, sent from Celery after commit, claimed again before sending, and
-retried with backoff when the mail server fails.
+is one ReportDelivery row, an outbox table (apps/outbox): written with the report, sent after
+commit by the outbox engine, which claims it, retries it with backoff and sweeps strays.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import QuerySet
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
 from apps.core import emails
-from apps.jobs.runner import Run, job
+from apps.jobs.runner import job
+from apps.outbox import engine as outbox
 from apps.releases.models import Service
 
 from . import charts, content
-from .choices import DeliveryStatus
 from .models import Report, ReportChart, ReportDelivery, ReportSubscription
 from .schedule import Period, last_complete_period
 
 logger = logging.getLogger(__name__)
 
 EMAIL = "report"
-# A claim older than this is taken as a worker that died mid-send.
-LEASE = timedelta(minutes=5)
-RETRY_FIRST = timedelta(minutes=1)
-RETRY_LONGEST = timedelta(hours=1)
-# A pending delivery this old was not picked up after commit (broker down): the sweep sends it.
-PENDING_GRACE = timedelta(minutes=2)
-ERROR_LENGTH = 2000
-# The job whose items are the sends: failures that escape a delivery's own error handling.
-SEND_JOB = "reports.send_delivery"
 
 
 def max_attempts() -> int:
-    return getattr(settings, "REPORTS_DELIVERY_MAX_ATTEMPTS", 8)
-
-
-def backoff(attempts: int) -> timedelta:
-    """1 min, 2 min, 4 min, ... at most an hour between attempts."""
-    return min(RETRY_FIRST * 2 ** max(attempts - 1, 0), RETRY_LONGEST)
+    return settings.REPORTS_DELIVERY_MAX_ATTEMPTS
 
 
 # --- generating -----------------------------------------------------------------------------
@@ -194,7 +180,6 @@ class RunReport:
     raced: int = 0
     reports_generated: int = 0
     deliveries: int = 0
-    retried: int = 0
 
 
 def due_subscriptions(now: datetime) -> QuerySet[ReportSubscription]:
@@ -241,9 +226,7 @@ def send_due(now: datetime | None = None) -> RunReport:
                 run.claimed.append(subscription.pk)
                 run.reports_generated += int(generated)
                 run.deliveries += len(made)
-        retry = due_for_retry(now)
-        queue(retry)
-        run.retried = len(retry)
+    # Failed sends are retried by the outbox sweep, like every other outgoing message.
     return run
 
 
@@ -259,7 +242,7 @@ def send_now(subscription: ReportSubscription, *, now: datetime | None = None) -
         if made:
             return made[0]
         delivery = ReportDelivery.objects.get(report=report, address=subscription.address)
-        resend(ReportDelivery.objects.filter(pk=delivery.pk), include_sent=True)
+        outbox.resend(ReportDelivery.objects.filter(pk=delivery.pk), include_sent=True)
     delivery.refresh_from_db()
     return delivery
 
@@ -274,29 +257,11 @@ def recipients_for(report: Report) -> list[tuple[str, ReportSubscription]]:
     return [(s.address, s) for s in subscriptions.select_related("user").order_by("pk")]
 
 
-# --- sending --------------------------------------------------------------------------------
+# --- sending (by the outbox engine, which claims, retries and records) -------------------------
 
 
 def _queue_after_commit(ids: list[int]) -> None:
-    if ids:
-        transaction.on_commit(lambda: queue(ids))
-
-
-def queue(delivery_ids: Sequence[int]) -> None:
-    """Hand deliveries to Celery; a broker that is down leaves them to the next run."""
-    from .tasks import send_delivery
-
-    for delivery_id in delivery_ids:
-        try:
-            send_delivery.delay(delivery_id)
-        except Exception:  # the report is stored; the scheduled task retries the send
-            logger.exception("Could not queue report delivery %s", delivery_id)
-
-
-def _due(now: datetime) -> Q:
-    return Q(
-        status__in=[DeliveryStatus.PENDING, DeliveryStatus.FAILED], next_attempt_at__lte=now
-    ) & (Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - LEASE))
+    outbox.queue_after_commit(ReportDelivery, ids)
 
 
 def report_url(report: Report) -> str:
@@ -311,96 +276,14 @@ def email_context(report: Report) -> dict[str, Any]:
     }
 
 
-def deliver(delivery_id: int, *, now: datetime | None = None) -> ReportDelivery | None:
-    """Send one delivery if it is due and nobody else is sending it; None when not ours.
-
-    A delivery that raises past its own error handling is recorded as a failed item of the
-    send job and pushed to its next attempt, instead of staying claimed until every lease ends.
-    """
-    now = now or timezone.now()
-    claimed = ReportDelivery.objects.filter(_due(now), pk=delivery_id).update(
-        claimed_at=now, attempts=F("attempts") + 1
-    )
-    if not claimed:
-        return None
-    # No savepoint: the send talks to the mail server, never inside a transaction.
-    with Run(job=SEND_JOB).item(
-        kind=ReportDelivery._meta.label_lower,
-        pk=delivery_id,
-        atomic=False,
-        on_failure=lambda exc: _push_back(delivery_id, exc, now),
-    ):
-        return _claimed_send(delivery_id, now)
-    return ReportDelivery.objects.filter(pk=delivery_id).first()
-
-
-def _push_back(delivery_id: int, exc: Exception, claimed_at: datetime) -> None:
-    """The poison-row guard: give the claim back, record the error, wait for the next attempt."""
-    delivery = ReportDelivery.objects.filter(pk=delivery_id, claimed_at=claimed_at).first()
-    if delivery is not None:
-        _failed(delivery, exc, claimed_at)
-
-
-def _claimed_send(delivery_id: int, now: datetime) -> ReportDelivery:
-    """Send a delivery this worker has claimed; its failure is recorded on the row."""
-    delivery = ReportDelivery.objects.select_related("report").get(pk=delivery_id)
+def _send(delivery: ReportDelivery) -> None:
     report = delivery.report
     images = [(chart.content_id, bytes(chart.png)) for chart in report.charts.all()]
-    try:
-        sent = emails.send(EMAIL, [delivery.address], email_context(report), inline_images=images)
-        if not sent:
-            raise OSError("The mail backend accepted no message.")
-    except Exception as exc:  # whatever broke, the row records it and waits for a retry
-        if not isinstance(exc, OSError):
-            logger.exception("Report delivery %s failed unexpectedly", delivery_id)
-        return _failed(delivery, exc, now)
-    ReportDelivery.objects.filter(pk=delivery.pk, claimed_at=now).update(
-        status=DeliveryStatus.SENT,
-        sent_at=timezone.now(),
-        next_attempt_at=None,
-        claimed_at=None,
-        last_error="",
-    )
-    delivery.refresh_from_db()
-    return delivery
+    if not emails.send(EMAIL, [delivery.address], email_context(report), inline_images=images):
+        raise OSError("The mail backend accepted no message.")
 
 
-def _failed(delivery: ReportDelivery, exc: Exception, claimed_at: datetime) -> ReportDelivery:
-    error = f"{type(exc).__name__}: {exc}"[:ERROR_LENGTH]
-    retry_at = None
-    if delivery.attempts < max_attempts():
-        retry_at = timezone.now() + backoff(delivery.attempts)
-    ReportDelivery.objects.filter(pk=delivery.pk, claimed_at=claimed_at).update(
-        status=DeliveryStatus.FAILED, last_error=error, next_attempt_at=retry_at, claimed_at=None
-    )
-    logger.warning("Report delivery %s to %s failed: %s", delivery.pk, delivery.address, error)
-    delivery.refresh_from_db()
-    return delivery
-
-
-def due_for_retry(now: datetime | None = None, limit: int = 500) -> list[int]:
-    """Failed deliveries whose backoff is over, and pending ones nobody picked up after commit."""
-    now = now or timezone.now()
-    waiting = Q(status=DeliveryStatus.FAILED) | Q(next_attempt_at__lte=now - PENDING_GRACE)
-    return list(
-        ReportDelivery.objects.filter(_due(now))
-        .filter(waiting)
-        .order_by("next_attempt_at", "pk")
-        .values_list("pk", flat=True)[:limit]
-    )
-
-
-def resend(deliveries: QuerySet[ReportDelivery], *, include_sent: bool = False) -> list[int]:
-    """Try deliveries again now (failed and stuck ones; sent ones too when asked)."""
-    now = timezone.now()
-    chosen = deliveries if include_sent else deliveries.unsent()
-    ids = list(chosen.values_list("pk", flat=True))
-    # A row a worker is sending right now keeps its claim: the queued send then skips it.
-    ReportDelivery.objects.filter(pk__in=ids).update(
-        status=DeliveryStatus.PENDING, next_attempt_at=now, attempts=0
-    )
-    _queue_after_commit(ids)
-    return ids
+outbox.register(ReportDelivery, _send, related=("report",), max_attempts=max_attempts)
 
 
 def render_page_html(report: Report) -> str:

@@ -13,9 +13,9 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db import transaction
 from django.utils import timezone
 
+from apps.checks import messages as check_messages
 from apps.checks import services as checks
 from apps.checks.choices import CriticalAction, RunTrigger, Verdict, WarningAction
 from apps.checks.models import CheckResult
@@ -125,18 +125,9 @@ def act(outcome: checks.Outcome, report: AnalysisReport) -> None:
         if notification is None:
             continue
         report.notified += 1
-        transaction.on_commit(lambda pk=notification.pk: _queue(pk))
+        check_messages.tell(notification, release)
     if to_notify:
         checks.record_action(outcome.run, f"notify: {', '.join(r.label for r in to_notify)}")
-
-
-def _queue(notification_id: int) -> None:
-    from apps.checks.tasks import notify_check
-
-    try:
-        notify_check.delay(notification_id)
-    except Exception:  # the broker being down must not undo the checks already recorded
-        logger.exception("Could not queue metric check notification %s", notification_id)
 
 
 def needs_action(outcome: checks.Outcome) -> bool:

@@ -6,3 +6,6 @@ class RolloutsConfig(AppConfig):
 
     name = "apps.rollouts"
     label = "rollouts"
+
+    def ready(self) -> None:
+        from . import messages  # noqa: F401 (declares this app's emails to the outbox)

@@ -6,38 +6,10 @@ import logging
 
 from celery import shared_task
 
-from apps.core import emails
-from apps.releases.models import Event
-
-from . import gate
 from .analysis import run_checks
 from .ticks import auto_advance_due
 
 logger = logging.getLogger(__name__)
-
-
-@shared_task(autoretry_for=(OSError,), retry_backoff=30, max_retries=8)
-def notify_event(event_id: int) -> int:
-    """Email the service's notification list about one transition."""
-    event = (
-        Event.objects.select_related(
-            "release__service", "release__environment", "release__current_stage", "stage"
-        )
-        .filter(pk=event_id)
-        .first()
-    )
-    if event is None:
-        return 0
-    release = event.release
-    recipients = release.service.notification_recipients()
-    if not recipients:
-        return 0
-    verdict = gate.evaluate(release)
-    return emails.send(
-        "release-transition",
-        recipients,
-        {"event": event, "release": release, "verdict": verdict},
-    )
 
 
 @shared_task

@@ -7,3 +7,6 @@ class SignoffsConfig(AppConfig):
     name = "apps.signoffs"
     label = "signoffs"
     verbose_name = "Sign-offs and freezes"
+
+    def ready(self) -> None:
+        from . import messages  # noqa: F401 (declares this app's emails to the outbox)

@@ -23,10 +23,10 @@ from apps.jobs.runner import job
 from apps.releases.choices import EventVerb, ReleaseStatus
 from apps.releases.models import Event, Release
 
+from . import messages
 from .models import SignerReminder, SignOffRequest
 from .services import (
     GateStatus,
-    after_commit,
     gate_status,
     is_author,
     lock_release,
@@ -116,20 +116,8 @@ def request_signoffs(
             stage=status.gate.stage,
             data={"gate": status.gate.label, "asked": [u.get_username() for u in users]},
         )
-        after_commit("send_signoff_request", [(r.pk,) for r in created])
+        messages.ask(created)
     return created
-
-
-def claim_request(request_id: int, now: datetime) -> bool:
-    """Take the right to email this request: true for exactly one caller."""
-    return bool(
-        SignOffRequest.objects.filter(pk=request_id, sent_at__isnull=True).update(sent_at=now)
-    )
-
-
-def release_request_claim(request_id: int) -> None:
-    """Give the claim back after a failed send, so a retry may send it."""
-    SignOffRequest.objects.filter(pk=request_id).update(sent_at=None)
 
 
 def pending_for(requests: list[SignOffRequest], now: datetime) -> list[SignOffRequest]:
@@ -155,9 +143,9 @@ def pending_for(requests: list[SignOffRequest], now: datetime) -> list[SignOffRe
 def remind_due(now: datetime | None = None) -> dict[int, list[int]]:
     """Claim the reminders due now: at most one per person per reminder period.
 
-    Returns {user id: [request ids]} of the reminders claimed; their emails are queued after
-    commit. Safe to run twice at once: the person's SignerReminder row is claimed with a
-    conditional UPDATE, so only one run sends.
+    Returns {user id: [request ids]} of the reminders claimed; each is an outbox message
+    written with its claim. Safe to run twice at once: the person's SignerReminder row is
+    claimed with a conditional UPDATE, so only one run sends.
     """
     now = now or timezone.now()
     cutoff = now - reminder_period()
@@ -185,8 +173,15 @@ def remind_due(now: datetime | None = None) -> dict[int, list[int]]:
         by_user: dict[int, list[int]] = defaultdict(list)
         for request in sorted(pending, key=lambda r: (r.user_id, r.pk)):
             by_user[request.user_id].append(request.pk)
+        emails = dict(
+            User.objects.filter(pk__in=by_user, is_active=True)
+            .exclude(email="")
+            .values_list("pk", "email")
+        )
         for user_id, request_ids in by_user.items():
             # The item's savepoint is the claim's transaction.
+            if user_id not in emails:
+                continue  # nobody to write to: no longer active, or no address
             with run.item(kind="auth.user", pk=user_id):
                 SignerReminder.objects.get_or_create(user_id=user_id)
                 won = (
@@ -199,6 +194,6 @@ def remind_due(now: datetime | None = None) -> dict[int, list[int]]:
                 SignOffRequest.objects.filter(pk__in=request_ids).update(
                     reminded_at=now, reminders_sent=F("reminders_sent") + 1
                 )
-                after_commit("send_signoff_reminder", [(user_id, request_ids)])
+                messages.remind(user_id, emails[user_id], request_ids, at=now.isoformat())
                 claimed[user_id] = request_ids
     return claimed

@@ -10,10 +10,11 @@ import time_machine
 from django.core import mail
 
 from apps.core.actors import Actor
-from apps.incidents import lifecycle, notify
+from apps.incidents import lifecycle
 from apps.incidents.choices import Channel, DeliveryStatus, IncidentVerb, Severity
 from apps.incidents.models import Incident, IncidentRouting, NotificationDelivery
-from apps.incidents.tasks import retry_deliveries
+from apps.outbox import engine as outbox
+from apps.outbox.tasks import sweep
 from apps.rollouts import gate
 from tests.factories import make_release
 from tests.incidents.conftest import closed_port, serve
@@ -21,6 +22,11 @@ from tests.incidents.conftest import closed_port, serve
 pytestmark = pytest.mark.django_db
 
 T0 = datetime.fromisoformat("2026-03-10 10:00:00+00:00")
+
+
+def retry_deliveries() -> int:
+    """The outbox sweep; how many incident deliveries it queued."""
+    return sweep()["incidents.notificationdelivery"]
 
 
 def open_incident(service, run, actor=None, severity=Severity.SEV2) -> Incident:
@@ -164,7 +170,7 @@ def test_a_delivery_is_sent_once_however_often_it_is_asked(service, receiver, ru
     open_incident(service, run)
     delivery = NotificationDelivery.objects.get()
     assert delivery.status == DeliveryStatus.SENT
-    assert notify.deliver(delivery.pk) is None
+    assert outbox.deliver(NotificationDelivery, delivery.pk) is None
     run(retry_deliveries)
     assert len(receiver.received) == 1
 
@@ -175,7 +181,8 @@ def test_a_delivery_queued_while_the_broker_was_down_is_sent_by_the_sweep(servic
         # No on-commit callbacks run here: as if queueing the task had failed.
         open_incident(service, lambda func, **kwargs: func(**kwargs))
         assert NotificationDelivery.objects.get().status == DeliveryStatus.PENDING
-        assert notify.due_for_retry() == []  # just created: its own task may still come
+        # Just created: its own task may still come.
+        assert outbox.due_for_retry(NotificationDelivery) == []
         clock.move_to(T0 + timedelta(minutes=1))
         retry_deliveries()
     assert NotificationDelivery.objects.get().status == DeliveryStatus.SENT
@@ -195,11 +202,11 @@ def test_after_its_last_attempt_a_delivery_waits_for_a_person(service, receiver,
         clock.move_to(T0 + timedelta(hours=5))
         assert run(retry_deliveries) == 0
 
-        queued, skipped = run(notify.resend, NotificationDelivery.objects.all())
-    assert (queued, skipped) == ([delivery.pk], 0)
+        queued = run(outbox.resend, NotificationDelivery.objects.all())
+    assert queued == [delivery.pk]
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts) == (DeliveryStatus.SENT, 3)
     assert len(receiver.received) == 3
     # A sent delivery is never re-sent.
-    assert run(notify.resend, NotificationDelivery.objects.all()) == ([], 1)
+    assert run(outbox.resend, NotificationDelivery.objects.all()) == []
     assert len(receiver.received) == 3

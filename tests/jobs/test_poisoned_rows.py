@@ -19,7 +19,6 @@ from apps.checks.choices import CriticalAction
 from apps.checks.models import CheckRun, MetricCriterion
 from apps.core.actors import Actor
 from apps.incidents import escalation, lifecycle
-from apps.incidents import tasks as incident_tasks
 from apps.incidents.choices import Channel, DeliveryStatus, Severity
 from apps.incidents.models import (
     EscalationLevel,
@@ -29,6 +28,7 @@ from apps.incidents.models import (
     OnCallRotation,
 )
 from apps.jobs.models import JobItemFailure, JobRun, RunOutcome
+from apps.outbox import tasks as outbox_tasks
 from apps.releases.choices import ReleaseStatus
 from apps.reports import services as reports
 from apps.reports.choices import DeliveryStatus as ReportDeliveryStatus
@@ -326,7 +326,7 @@ def test_delivery_retries_send_the_others_and_push_a_malformed_target_back(
             **due,
         )
         clock.shift(timedelta(minutes=1))
-        run(incident_tasks.retry_deliveries)
+        run(outbox_tasks.sweep)
 
     healthy.refresh_from_db()
     assert healthy.status == DeliveryStatus.SENT
@@ -337,9 +337,9 @@ def test_delivery_retries_send_the_others_and_push_a_malformed_target_back(
     assert poisoned.status == DeliveryStatus.FAILED
     assert poisoned.next_attempt_at > NOW + timedelta(minutes=1)
     assert "ValueError" in poisoned.last_error
-    recorded = failure("incidents.send_delivery")
+    recorded = failure("outbox.send")
     assert recorded.item_id == str(poisoned.pk)
-    assert JobRun.objects.get(job="incidents.retry_deliveries").outcome == RunOutcome.OK
+    assert JobRun.objects.get(job="outbox.sweep").outcome == RunOutcome.OK
 
 
 # --- reports ----------------------------------------------------------------------------------
@@ -399,7 +399,7 @@ def test_report_delivery_retries_send_the_others_and_push_the_bad_one_back(
 
         monkeypatch.setattr(ReportChart, "content_id", property(content_id))
         clock.shift(timedelta(minutes=1))
-        run(reports.send_due)
+        run(outbox_tasks.sweep)
 
     healthy.refresh_from_db()
     assert healthy.status == ReportDeliveryStatus.SENT
@@ -409,7 +409,7 @@ def test_report_delivery_retries_send_the_others_and_push_the_bad_one_back(
     assert poisoned.status == ReportDeliveryStatus.FAILED
     assert poisoned.next_attempt_at > at + timedelta(minutes=1)
     assert "the chart cannot be read" in poisoned.last_error
-    assert failure("reports.send_delivery").item_id == str(poisoned.pk)
+    assert failure("outbox.send").item_id == str(poisoned.pk)
 
 
 def test_the_checks_tick_records_its_run_when_nothing_fails(clock, production, error_rate):

@@ -12,6 +12,7 @@ import time_machine
 from django.core import mail
 from django.db import connection
 
+from apps.outbox import engine as outbox
 from apps.reports import services
 from apps.reports.models import Report, ReportDelivery, ReportSubscription
 from apps.reports.tasks import send_due_reports
@@ -69,6 +70,6 @@ def test_two_deliveries_of_the_same_row_at_once_send_it_once(postgres):
         delivery = ReportDelivery.objects.create(
             report=report, address="em@example.com", next_attempt_at=DUE
         )
-        outcomes = twice_at_once(lambda: services.deliver(delivery.pk))
+        outcomes = twice_at_once(lambda: outbox.deliver(ReportDelivery, delivery.pk))
     assert sorted(o is None for o in outcomes) == [False, True]
     assert [m.to for m in mail.outbox] == [["em@example.com"]]

@@ -8,6 +8,8 @@ import pytest
 import time_machine
 
 from apps.core.actors import Actor
+from apps.outbox import tasks as outbox_tasks
+from apps.outbox.models import Message
 from apps.releases.choices import EventVerb
 from apps.rollouts import transitions
 from apps.signoffs import asking, services, tasks
@@ -81,9 +83,11 @@ def test_running_the_send_task_twice_sends_once(running, erin, paul, mailoutbox)
     requests = asking.request_signoffs(running, actor=SYSTEM)  # emails are queued on commit
     assert mailoutbox == []
     for request in requests:
-        assert tasks.send_signoff_request(request.pk) == 1
-        assert tasks.send_signoff_request(request.pk) == 0
+        message = Message.objects.get(args={"request": request.pk})
+        assert outbox_tasks.send("outbox.message", message.pk) == "sent"
+        assert outbox_tasks.send("outbox.message", message.pk) == "not due or taken"
     assert recipients(mailoutbox) == ["erin@example.com", "paul@example.com"]
+    assert all(r.sent_at is not None for r in SignOffRequest.objects.all())
     assert asking.request_signoffs(running, actor=SYSTEM) == []  # asked already
 
 
@@ -169,8 +173,9 @@ def test_reminders_at_most_once_per_period(
 def test_reminder_sending_is_claimed_per_person(settings, running, erin, paul, mailoutbox):
     settings.SIGNOFF_REMINDER_HOURS = 1
     with time_machine.travel(T0, tick=False) as clock:
-        for request in asking.request_signoffs(running, actor=SYSTEM):
-            tasks.send_signoff_request(request.pk)
+        asking.request_signoffs(running, actor=SYSTEM)
+        for message in Message.objects.all():
+            outbox_tasks.send("outbox.message", message.pk)
         clock.shift(timedelta(hours=1))
         first = asking.remind_due()
         second = asking.remind_due()  # a second worker at the same moment

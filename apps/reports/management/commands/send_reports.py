@@ -17,5 +17,5 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Claimed {len(run.claimed)} due subscription(s) ({run.raced} taken by another "
             f"worker), generated {run.reports_generated} report(s), queued {run.deliveries} "
-            f"delivery(ies), retried {run.retried}."
+            f"delivery(ies); failed sends are retried by the outbox sweep."
         )

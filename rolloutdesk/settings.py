@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "apps.core",
     "apps.jobs",
+    "apps.outbox",
     "apps.releases",
     "apps.checks",
     "apps.checklists",
@@ -208,8 +209,8 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"expires": 55},
     },
-    "incidents-retry-deliveries": {
-        "task": "apps.incidents.tasks.retry_deliveries",
+    "outbox-sweep": {
+        "task": "apps.outbox.tasks.sweep",
         "schedule": 60.0,
         "options": {"expires": 55},
     },
@@ -232,6 +233,21 @@ CHECKS_SQL_DATABASES = {
     if name.strip() and url.strip()
 }
 
+# --- outgoing messages (the outbox) --------------------------------------------------------
+# Every email and webhook post is a row first (apps/outbox). A worker's claim on a row holds this
+# long: a worker killed mid-send is taken over after it (keep it above EMAIL_TIMEOUT and the
+# webhook timeout, or a slow send could be taken over while it is still going).
+OUTBOX_LEASE_SECONDS = env.int("OUTBOX_LEASE_SECONDS", default=120)
+# A row nobody picked up this long after it was written (the broker was down) is sent by the
+# every-minute sweep.
+OUTBOX_PENDING_GRACE_SECONDS = env.int("OUTBOX_PENDING_GRACE_SECONDS", default=60)
+# Backoff between attempts: the first wait, doubled each time, never longer than the longest.
+OUTBOX_RETRY_FIRST_SECONDS = env.int("OUTBOX_RETRY_FIRST_SECONDS", default=30)
+OUTBOX_RETRY_LONGEST_SECONDS = env.int("OUTBOX_RETRY_LONGEST_SECONDS", default=1800)
+# Attempts per email before it stays failed for a person to send again from the admin
+# (incident pages: INCIDENTS_DELIVERY_MAX_ATTEMPTS; reports: REPORTS_DELIVERY_MAX_ATTEMPTS).
+OUTBOX_MAX_ATTEMPTS = env.int("OUTBOX_MAX_ATTEMPTS", default=8)
+
 # --- sign-offs -----------------------------------------------------------------------------
 # A person asked to sign and not yet signed is reminded at most once per this many hours.
 SIGNOFF_REMINDER_HOURS = env.int("SIGNOFF_REMINDER_HOURS", default=24)
@@ -247,6 +263,10 @@ INCIDENTS_ALERTMANAGER_SERVICE_LABEL = env(
 INCIDENTS_WEBHOOK_TIMEOUT = env.float("INCIDENTS_WEBHOOK_TIMEOUT", default=5.0)
 # Attempts per notification before it stays failed for a person to re-send from the admin.
 INCIDENTS_DELIVERY_MAX_ATTEMPTS = env.int("INCIDENTS_DELIVERY_MAX_ATTEMPTS", default=10)
+
+# --- reports -------------------------------------------------------------------------------
+# Attempts per report email before it stays failed for a person to send again from the admin.
+REPORTS_DELIVERY_MAX_ATTEMPTS = env.int("REPORTS_DELIVERY_MAX_ATTEMPTS", default=8)
 
 # --- hardening -----------------------------------------------------------------------------
 # Mount /bench/floor/ (a constant JSON view, the benchmarks' framework floor). Off in production.

@@ -20,6 +20,7 @@ from apps.releases.choices import EventVerb, ReleaseStatus, StageStatus
 from apps.releases.models import Event, Release, Service, Stage
 
 from . import completion, gate
+from .messages import tell_transitions
 
 logger = logging.getLogger(__name__)
 
@@ -99,20 +100,10 @@ def _run(
                 f"Cannot {action} a release that is {locked.get_status_display().lower()}."
             )
         events = apply(locked, timezone.now())
-        event_ids = [e.pk for e in events]
-        transaction.on_commit(lambda: _queue_notifications(event_ids))
+        # The emails are rows of this transaction: they go out if and only if the step holds.
+        tell_transitions(locked, events)
     release.refresh_from_db()
     return release
-
-
-def _queue_notifications(event_ids: list[int]) -> None:
-    from .tasks import notify_event
-
-    for event_id in event_ids:
-        try:
-            notify_event.delay(event_id)
-        except Exception:  # the broker being down must not fail a transition already committed
-            logger.exception("Could not queue the notification for event %s", event_id)
 
 
 def _check_gate(release: Release, actor: Actor, reason: str, force: bool, now: datetime) -> list:

@@ -14,7 +14,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from apps.releases.choices import ReleaseStatus
+from apps.releases.choices import BlockerKind, ReleaseStatus
 from apps.releases.models import Release, Service
 from apps.rollouts import gate
 from apps.signoffs import services as signoffs
@@ -52,7 +52,7 @@ def waiting_for(user: Any, rows: list[Row]) -> set[int]:
 
     Reads the person's groups, the matching rules and their standing sign-offs: three queries.
     """
-    candidates = [r for r in rows if any(b.kind == "signoff" for b in r.verdict.blockers)]
+    candidates = [r for r in rows if any(b.kind == BlockerKind.SIGNOFF for b in r.verdict.blockers)]
     if not candidates or not user.is_authenticated:
         return set()
     group_ids = set(user.groups.values_list("id", flat=True))

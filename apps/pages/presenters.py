@@ -13,26 +13,22 @@ from django.urls import NoReverseMatch, reverse
 
 from apps.checklists.choices import ChecklistKind
 from apps.checklists.models import Checklist
-from apps.releases.choices import EventVerb, ReleaseStatus
+from apps.releases.choices import BlockerKind, EventVerb, ReleaseStatus
 from apps.releases.models import Event, Release, Stage
 from apps.rollouts.gate import Blocker, Verdict
 from apps.rollouts.gate_checklists import gates_now
 from apps.rollouts.transitions import FORCE_PERM, OPERATE_PERM, allowed_actions
 
-# Blockers that only ask for time or for someone's tick or signature: the light is amber.
-# Every other kind (a no-go, a failing metric, a freeze, a pause, an incident) is red.
-WAITING_KINDS = frozenset({"soak", "checklist", "signoff", "traffic", "metrics_pending"})
-
 # Where on the release page (or elsewhere) each kind of blocker is resolved.
 BLOCKER_TARGETS: dict[str, tuple[str, str]] = {
-    "soak": ("#stages", "see the stage timeline"),
-    "checklist": ("#checklists", "tick the open items"),
-    "signoff": ("#signoffs", "sign-offs"),
-    "no_go": ("#signoffs", "see the no-go"),
-    "metrics": ("#metrics", "see the metric checks"),
-    "metrics_pending": ("#metrics", "see the metric checks"),
-    "traffic": ("#metrics", "see the traffic"),
-    "paused": ("#actions", "resume"),
+    BlockerKind.SOAK: ("#stages", "see the stage timeline"),
+    BlockerKind.CHECKLIST: ("#checklists", "tick the open items"),
+    BlockerKind.SIGNOFF: ("#signoffs", "sign-offs"),
+    BlockerKind.NO_GO: ("#signoffs", "see the no-go"),
+    BlockerKind.METRICS: ("#metrics", "see the metric checks"),
+    BlockerKind.METRICS_PENDING: ("#metrics", "see the metric checks"),
+    BlockerKind.TRAFFIC: ("#metrics", "see the traffic"),
+    BlockerKind.PAUSED: ("#actions", "resume"),
 }
 
 
@@ -55,10 +51,13 @@ def gate_light(verdict: Verdict) -> Light:
         return Light("grey", "Finished", "The release is finished: no next step.")
     if verdict.can_advance:
         return Light("green", "Green", f"May {verdict.step} now.")
-    first = verdict.blockers[0].detail
+    # The line names the most important blocker (a stable sort keeps the gate's own order
+    # among equals); the release page lists them all.
+    first = min(verdict.blockers, key=lambda b: BlockerKind.rank(b.kind)).detail
     more = len(verdict.blockers) - 1
     summary = first + (f" (and {more} more)" if more else "")
-    if all(b.kind in WAITING_KINDS for b in verdict.blockers):
+    # Only waiting (for time, a tick or a signature): amber. Anything else is red.
+    if all(b.kind in BlockerKind.waiting() for b in verdict.blockers):
         return Light("amber", "Amber", summary)
     return Light("red", "Red", summary)
 
@@ -84,10 +83,10 @@ def blocker_rows(release: Release, verdict: Verdict) -> list[BlockerRow]:
     rows = []
     for blocker in verdict.blockers:
         href, text = BLOCKER_TARGETS.get(blocker.kind, ("", ""))
-        if blocker.kind == "freeze":
+        if blocker.kind == BlockerKind.FREEZE:
             href = reverse("admin:signoffs_freezewindow_changelist")
             text = "freeze windows"
-        elif blocker.kind == "incident" and _has_url("pages:incidents"):
+        elif blocker.kind == BlockerKind.INCIDENT and _has_url("pages:incidents"):
             # The incident holding the gate is another release's: the service's incident list.
             href = f"{reverse('pages:incidents')}?service={quote(release.service.slug)}"
             text = "the service's incidents"

@@ -49,3 +49,38 @@ class EventVerb(models.TextChoices):
     SIGNOFFS_REQUESTED = "signoffs_requested", "Sign-offs requested"
     SIGNOFFS_LAPSED = "signoffs_lapsed", "Sign-offs lapsed"
     ARTIFACT_CHANGED = "artifact_changed", "Artifact changed"
+
+
+class BlockerKind(models.TextChoices):
+    """Why a gate is red: the kind of each blocker the gate returns (and CI reads as `kind`).
+
+    Listed most important first: this order is the blockers' severity (`rank`), which the
+    dashboard's gate line follows to name the most important blocker first. The kinds that only
+    wait (for time, a tick or a signature) come last; `waiting` names them.
+    """
+
+    STATUS = "status", "Release finished"
+    PAUSED = "paused", "Release paused"
+    INCIDENT = "incident", "Incident on the service"
+    METRICS = "metrics", "Metric check failing"
+    NO_GO = "no_go", "No-go"
+    FREEZE = "freeze", "Change freeze"
+    RUNNING_RELEASE = "running_release", "Another release running"
+    AUTHOR_UNMATCHED = "author_unmatched", "Author matches no user"
+    # Waiting only: the light is amber.
+    SOAK = "soak", "Soak time"
+    CHECKLIST = "checklist", "Checklist items open"
+    SIGNOFF = "signoff", "Sign-off needed"
+    METRICS_PENDING = "metrics_pending", "Metric check without a pass yet"
+    TRAFFIC = "traffic", "Traffic not served yet"
+
+    @classmethod
+    def waiting(cls) -> frozenset[str]:
+        """Kinds that only ask for time or for someone's tick or signature (amber, not red)."""
+        return frozenset({cls.SOAK, cls.CHECKLIST, cls.SIGNOFF, cls.METRICS_PENDING, cls.TRAFFIC})
+
+    @classmethod
+    def rank(cls, kind: str) -> int:
+        """0 for the most important kind; an unknown kind sorts last."""
+        values = cls.values
+        return values.index(kind) if kind in values else len(values)

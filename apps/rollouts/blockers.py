@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from apps.releases.choices import BlockerKind
+
 
 @dataclass(frozen=True)
 class Blocker:
     """One reason the gate is red: a kind (soak, checklist, signoff, ...) and a sentence."""
 
-    kind: str
+    kind: BlockerKind
     detail: str
 
     def as_dict(self) -> dict[str, str]:
-        return {"kind": self.kind, "detail": self.detail}
+        return {"kind": str(self.kind), "detail": self.detail}

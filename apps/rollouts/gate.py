@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from django.utils import timezone
 
-from apps.releases.choices import ReleaseStatus
+from apps.releases.choices import BlockerKind, ReleaseStatus
 from apps.releases.models import Release, Stage
 
 from .blockers import Blocker
@@ -65,9 +65,11 @@ def _format_duration(delta: timedelta) -> str:
 def check_status(release: Release, stage: Stage | None, now: datetime) -> list[Blocker]:
     """Only a planned release can start and only a running one can advance."""
     if release.status == ReleaseStatus.PAUSED:
-        return [Blocker("paused", "The release is paused; resume it first.")]
+        return [Blocker(BlockerKind.PAUSED, "The release is paused; resume it first.")]
     if release.status in ReleaseStatus.finished():
-        return [Blocker("status", f"The release is {release.get_status_display().lower()}.")]
+        return [
+            Blocker(BlockerKind.STATUS, f"The release is {release.get_status_display().lower()}.")
+        ]
     return []
 
 
@@ -80,7 +82,7 @@ def check_soak(release: Release, stage: Stage | None, now: datetime) -> list[Blo
     if remaining > timedelta(0):
         return [
             Blocker(
-                "soak",
+                BlockerKind.SOAK,
                 f"Stage {stage.name} has soaked {_format_duration(soaked)} of "
                 f"{_format_duration(stage.min_soak)}; {_format_duration(remaining)} remaining.",
             )

@@ -14,7 +14,7 @@ from django.db.models import Prefetch
 
 from apps.checklists.choices import ChecklistKind
 from apps.checklists.models import Checklist, ChecklistItem
-from apps.releases.choices import ReleaseStatus
+from apps.releases.choices import BlockerKind, ReleaseStatus
 from apps.releases.models import Release, Stage
 
 from .blockers import Blocker
@@ -71,7 +71,7 @@ def _blocker(checklist: Checklist) -> Blocker:
     names = "; ".join(item.text for item in checklist.first_open)
     more = f"; and {count - len(checklist.first_open)} more" if count > FIRST_OPEN_SHOWN else ""
     return Blocker(
-        "checklist",
+        BlockerKind.CHECKLIST,
         f"Checklist {checklist.name!r} ({checklist.item_done}/{checklist.item_total} done) has "
         f"{count} required item{'s' if count != 1 else ''} open: {names}{more}.",
     )

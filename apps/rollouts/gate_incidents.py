@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from apps.incidents.models import Incident
-from apps.releases.choices import ReleaseStatus
+from apps.releases.choices import BlockerKind, ReleaseStatus
 from apps.releases.models import Release, Stage
 
 from .blockers import Blocker
@@ -22,7 +22,7 @@ def check_incidents(release: Release, stage: Stage | None, now: datetime) -> lis
         return []
     return [
         Blocker(
-            "incident",
+            BlockerKind.INCIDENT,
             f"Incident #{incident.pk} ({incident.severity_label}, "
             f"{incident.get_status_display().lower()}) on {release.service.name}: "
             f"{incident.title} — open since {incident.opened_at:%Y-%m-%d %H:%M %Z}. Rollouts of "

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from apps.checks import services as checks
-from apps.releases.choices import ReleaseStatus
+from apps.releases.choices import BlockerKind, ReleaseStatus
 from apps.releases.models import Release, Stage
 
 from .blockers import Blocker
@@ -43,7 +43,7 @@ def check_metrics(release: Release, stage: Stage | None, now: datetime) -> list[
             what = "has no passing evaluation yet"
         # Nothing bad yet (a fresh stage, or data still arriving) only asks for time: its own
         # kind, so the pages show it amber, not red, after every healthy advance.
-        kind = "metrics" if standing.bad else "metrics_pending"
+        kind = BlockerKind.METRICS if standing.bad else BlockerKind.METRICS_PENDING
         blockers.append(Blocker(kind, f"Metric check {criterion.label} {what} ({latest_text})."))
     return blockers
 
@@ -56,7 +56,7 @@ def check_traffic(release: Release, stage: Stage | None, now: datetime) -> list[
     if served is None:
         return [
             Blocker(
-                "traffic",
+                BlockerKind.TRAFFIC,
                 f"Stage {stage.name} needs {stage.min_requests:,} requests, but no traffic "
                 "metric is defined (mark one metric as counting traffic).",
             )
@@ -74,7 +74,7 @@ def check_traffic(release: Release, stage: Stage | None, now: datetime) -> list[
         text += f" (around {(now + eta):%Y-%m-%d %H:%M %Z})."
     else:
         text += "; no traffic counted yet."
-    return [Blocker("traffic", text)]
+    return [Blocker(BlockerKind.TRAFFIC, text)]
 
 
 def _format(delta: timedelta) -> str:

@@ -16,12 +16,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from apps.releases.choices import ReleaseStatus
+from apps.releases.choices import BlockerKind, ReleaseStatus
 from apps.releases.models import Release, Stage
 
 from .blockers import Blocker
-
-KIND = "running_release"
 
 
 @dataclass(frozen=True)
@@ -53,7 +51,7 @@ def _blocker(release: Release, other: Release) -> RunningReleaseBlocker:
     where = f" at stage {stage.name} ({stage.traffic_percentage} %)" if stage else ""
     status = other.get_status_display().lower()
     return RunningReleaseBlocker(
-        KIND,
+        BlockerKind.RUNNING_RELEASE,
         f"Another release of {release.service.name} is running in {other.environment.name}: "
         f"{other.version} (release #{other.pk}), {status}{where}. Complete or roll it back "
         "before starting this one, or force the start with a reason.",

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from apps.core.actors import Actor
 from apps.jobs.runner import job
-from apps.releases.choices import ReleaseStatus
+from apps.releases.choices import BlockerKind, ReleaseStatus
 from apps.releases.models import Release, Stage
 from apps.signoffs import asking
 from apps.signoffs import services as signoffs
@@ -33,7 +33,7 @@ def check_signoffs(release: Release, stage: Stage | None, now: datetime) -> list
         return []
     blockers = [
         Blocker(
-            "no_go",
+            BlockerKind.NO_GO,
             f"No-go from {s.signer.get_username()} on {status.gate.label}: {s.comment}",
         )
         for s in status.assessment.no_gos
@@ -41,7 +41,7 @@ def check_signoffs(release: Release, stage: Stage | None, now: datetime) -> list
     if not status.assessment.quorum_reached:
         blockers.append(
             Blocker(
-                "signoff",
+                BlockerKind.SIGNOFF,
                 f"Sign-off needed for {status.gate.label}: "
                 f"{status.assessment.still_needed()} ({status.rule.describe()}).",
             )
@@ -49,7 +49,7 @@ def check_signoffs(release: Release, stage: Stage | None, now: datetime) -> list
     if status.author_unmatched:
         blockers.append(
             Blocker(
-                "author_unmatched",
+                BlockerKind.AUTHOR_UNMATCHED,
                 f"The release's author {release.author_name.strip()!r} matches no user by "
                 "username or email, so nobody can tell whether a go is the author's own, which "
                 f"{status.gate.label} does not allow. A release manager sets the release's "
@@ -69,7 +69,7 @@ def check_freeze(release: Release, stage: Stage | None, now: datetime) -> list[B
         why = f": {window.reason}" if window.reason else ""
         blockers.append(
             Blocker(
-                "freeze",
+                BlockerKind.FREEZE,
                 f"Change freeze {window.name!r} until {local_end:%a %Y-%m-%d %H:%M} "
                 f"{window.time_zone}{why}",
             )

@@ -20,7 +20,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apps.core.actors import Actor
-from apps.releases.choices import EventVerb, ReleaseStatus
+from apps.releases.choices import BlockerKind, EventVerb, ReleaseStatus
 from apps.releases.models import Event, Release, Stage, sha_validator
 
 from . import messages
@@ -38,7 +38,9 @@ logger = logging.getLogger(__name__)
 User = get_user_model()
 
 # The kinds of gate blocker this app produces (see apps/rollouts/gate_signoffs.py).
-SIGNOFF_BLOCKER_KINDS = frozenset({"signoff", "no_go", "author_unmatched"})
+SIGNOFF_BLOCKER_KINDS = frozenset(
+    {BlockerKind.SIGNOFF, BlockerKind.NO_GO, BlockerKind.AUTHOR_UNMATCHED}
+)
 
 
 class SignOffRefused(PermissionDenied):

@@ -17,7 +17,7 @@ from django.utils import timezone
 from apps.checks.choices import Level, MetricKind, SourceKind, Verdict
 from apps.checks.models import CheckResult, MetricDefinition, MetricSource
 from apps.core.actors import Actor
-from apps.releases.choices import EventVerb, ReleaseStatus
+from apps.releases.choices import BlockerKind, EventVerb, ReleaseStatus
 from apps.rollouts import gate, transitions
 from apps.rollouts.analysis import run_checks
 from tests.checks.conftest import criterion, push
@@ -189,7 +189,7 @@ def test_a_stages_traffic_is_counted_by_the_sql_source_not_pushed_samples(monito
 
     def traffic_blockers() -> list[str]:
         release.refresh_from_db()
-        return [b.detail for b in gate.evaluate(release).blockers if b.kind == "traffic"]
+        return [b.detail for b in gate.evaluate(release).blockers if b.kind == BlockerKind.TRAFFIC]
 
     with time_machine.travel(start, tick=False) as clock:
         release = make_release(service=service, environment=production, plan=plan, version="2.4.0")

@@ -136,3 +136,35 @@ def test_navigation_links_the_pages_that_exist(victor):
     assert "/incidents/" in links
     assert "/admin/" in links  # victor is staff
     assert 'href="/" aria-current="page"' in nav
+
+
+def test_the_gate_line_names_the_most_important_blocker_first(rollout, victor):
+    from apps.releases.choices import BlockerKind
+    from apps.signoffs.choices import FreezeRecurrence
+    from apps.signoffs.models import FreezeWindow
+
+    # The rollout waits for a checklist and a sign-off (amber); a freeze makes it red, and the
+    # line leads with the freeze although the gate lists the checklist first.
+    now = timezone.now()
+    FreezeWindow.objects.create(
+        name="Launch week",
+        reason="Marketing launch",
+        recurrence=FreezeRecurrence.ONE_OFF,
+        starts_at=now - timedelta(hours=1),
+        ends_at=now + timedelta(days=2),
+    )
+    kinds = [b.kind for b in gate_blockers(rollout.release)]
+    assert kinds[0] == BlockerKind.CHECKLIST and BlockerKind.FREEZE in kinds
+
+    mine = card(dashboard(victor), rollout.release.version)
+    assert re.search(r'class="light light-red".*?Red', mine, re.S)
+    line = re.search(r'<span class="gate-text">([^<]*)</span>', mine)[1]
+    assert line.startswith("Change freeze &#x27;Launch week&#x27; until")
+    assert line.endswith(f"(and {len(kinds) - 1} more)")
+
+
+def gate_blockers(release):
+    from apps.rollouts import gate
+
+    release.refresh_from_db()
+    return gate.evaluate(release).blockers

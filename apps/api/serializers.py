@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.releases.models import (
@@ -150,11 +151,47 @@ class ReleaseCreateSerializer(serializers.Serializer):
         return value
 
 
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string", "minLength": 1, "maxLength": 80},
+            {"type": "integer", "minimum": 0},
+        ],
+        "description": (
+            "The stage the caller saw the release at: its name (a string) or its position "
+            "(an integer, 0 = the first stage). If the release is no longer there the step is "
+            "refused with 409 and nothing is done, so a retried request never steps twice. "
+            "A name that two stages of the release share is refused (400): give the position."
+        ),
+    }
+)
+class StageRefField(serializers.Field):
+    """A stage by name (a JSON string) or by position (a JSON integer)."""
+
+    default_error_messages = {
+        "invalid": "Give the stage's name (a string) or its position (an integer from 0)."
+    }
+
+    def to_internal_value(self, data: Any) -> str | int:
+        if isinstance(data, bool):  # True is an int to Python, not a position to anyone
+            self.fail("invalid")
+        if isinstance(data, int) and data >= 0:
+            return data
+        if isinstance(data, str) and data.strip() and len(data) <= 80:
+            return data.strip()
+        self.fail("invalid")
+
+    def to_representation(self, value: str | int) -> str | int:
+        return value
+
+
 class ReasonSerializer(serializers.Serializer):
-    """Body of a transition: an optional reason, and `force` for release managers."""
+    """Body of a transition: an optional reason, `force` for release managers, and the stage
+    the caller started from (`from_stage`)."""
 
     reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
     force = serializers.BooleanField(required=False, default=False)
+    from_stage = StageRefField(required=False, allow_null=True, default=None)
 
 
 class BlockerSerializer(serializers.Serializer):

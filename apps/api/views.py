@@ -80,6 +80,7 @@ def _transition_view(name: str) -> Any:
         kwargs: dict[str, Any] = {
             "actor": actor_for(request),
             "reason": body.validated_data["reason"],
+            "from_stage": body.validated_data["from_stage"],
         }
         if name in ("start", "advance"):
             kwargs["force"] = body.validated_data["force"]

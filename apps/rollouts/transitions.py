@@ -69,6 +69,41 @@ def _authorize(actor: Actor, release: Release, *, force: bool, reason: str) -> N
             raise ValidationError({"reason": "Overriding the gate needs a reason."})
 
 
+# The stage a caller says the release is at: its name, or its position (0 = the first).
+StageRef = str | int
+
+
+def _describe_state(release: Release) -> str:
+    where = f" at stage {release.current_stage.name}" if release.current_stage else ""
+    return f"{release.get_status_display().lower()}{where}"
+
+
+def _check_from_stage(locked: Release, from_stage: StageRef, action: str) -> None:
+    """Refuse unless the locked release is still at the stage the caller started from.
+
+    The caller's own read cannot protect a retried request (CI re-sends the same advance; each
+    try reads afresh): the stage it names can. A planned or finished release is at no stage.
+    """
+    if isinstance(from_stage, str):
+        named = locked.stages.filter(name=from_stage).count()
+        if named > 1:
+            raise ValidationError(
+                {
+                    "from_stage": f"{named} stages of this release are named {from_stage!r}: "
+                    "give the stage's position instead."
+                }
+            )
+    stage = locked.current_stage if locked.status in ReleaseStatus.active() else None
+    at = stage is not None and (
+        stage.name == from_stage if isinstance(from_stage, str) else stage.position == from_stage
+    )
+    if not at:
+        raise TransitionError(
+            f"The release is not at stage {from_stage!r} any more: it is now "
+            f"{_describe_state(locked)}. Nothing was done; look again before you {action}."
+        )
+
+
 def _run(
     release: Release,
     action: str,
@@ -77,8 +112,13 @@ def _run(
     apply: Callable[[Release, datetime], list[Event]],
     *,
     force: bool = False,
+    from_stage: StageRef | None = None,
 ) -> Release:
-    """Lock, check, apply and record one transition; refresh the caller's instance."""
+    """Lock, check, apply and record one transition; refresh the caller's instance.
+
+    `from_stage`, when given, is the stage the caller saw: the step is refused (409) once the
+    release has left it, so a retried or doubled request never takes the step twice.
+    """
     seen = (release.status, release.current_stage_id)
     with transaction.atomic():
         locked = (
@@ -90,11 +130,12 @@ def _run(
         if (locked.status, locked.current_stage_id) != seen:
             # Someone else (a person, CI, the tick) moved it after the caller looked: acting on
             # what they saw would do the step twice.
-            where = f" at stage {locked.current_stage.name}" if locked.current_stage else ""
             raise TransitionError(
-                f"The release changed meanwhile: it is now {locked.get_status_display().lower()}"
-                f"{where}. Look again before you {action}."
+                f"The release changed meanwhile: it is now {_describe_state(locked)}. "
+                f"Look again before you {action}."
             )
+        if from_stage is not None:
+            _check_from_stage(locked, from_stage, action)
         if locked.status not in ALLOWED_FROM[action]:
             raise TransitionError(
                 f"Cannot {action} a release that is {locked.get_status_display().lower()}."
@@ -152,7 +193,14 @@ def _lock_service(release: Release) -> None:
     list(Service.objects.select_for_update().filter(pk=release.service_id).values_list("pk"))
 
 
-def start(release: Release, *, actor: Actor, reason: str = "", force: bool = False) -> Release:
+def start(
+    release: Release,
+    *,
+    actor: Actor,
+    reason: str = "",
+    force: bool = False,
+    from_stage: StageRef | None = None,
+) -> Release:
     """Planned → in progress, entering the first stage.
 
     Refused (a gate blocker) while another release of the service is running in the same
@@ -173,10 +221,17 @@ def start(release: Release, *, actor: Actor, reason: str = "", force: bool = Fal
             Event.record(r, EventVerb.STARTED, actor, reason=reason, stage=first, data=data)
         ]
 
-    return _run(release, "start", actor, reason, apply, force=force)
+    return _run(release, "start", actor, reason, apply, force=force, from_stage=from_stage)
 
 
-def advance(release: Release, *, actor: Actor, reason: str = "", force: bool = False) -> Release:
+def advance(
+    release: Release,
+    *,
+    actor: Actor,
+    reason: str = "",
+    force: bool = False,
+    from_stage: StageRef | None = None,
+) -> Release:
     """Leave the current stage for the next one; past the last stage the release completes."""
 
     def apply(r: Release, now: datetime) -> list[Event]:
@@ -206,10 +261,12 @@ def advance(release: Release, *, actor: Actor, reason: str = "", force: bool = F
             Event.record(r, verb, actor, reason=reason, stage=following or current, data=data)
         ]
 
-    return _run(release, "advance", actor, reason, apply, force=force)
+    return _run(release, "advance", actor, reason, apply, force=force, from_stage=from_stage)
 
 
-def pause(release: Release, *, actor: Actor, reason: str = "") -> Release:
+def pause(
+    release: Release, *, actor: Actor, reason: str = "", from_stage: StageRef | None = None
+) -> Release:
     """Hold the release at its current traffic; soak time stops counting."""
 
     def apply(r: Release, now: datetime) -> list[Event]:
@@ -222,10 +279,12 @@ def pause(release: Release, *, actor: Actor, reason: str = "") -> Release:
             )
         ]
 
-    return _run(release, "pause", actor, reason, apply)
+    return _run(release, "pause", actor, reason, apply, from_stage=from_stage)
 
 
-def resume(release: Release, *, actor: Actor, reason: str = "") -> Release:
+def resume(
+    release: Release, *, actor: Actor, reason: str = "", from_stage: StageRef | None = None
+) -> Release:
     """Paused → in progress; the paused time is not counted as soak."""
 
     def apply(r: Release, now: datetime) -> list[Event]:
@@ -238,10 +297,12 @@ def resume(release: Release, *, actor: Actor, reason: str = "") -> Release:
         data = {"stage": stage.name, "paused_seconds": int(paused.total_seconds())}
         return [Event.record(r, EventVerb.RESUMED, actor, reason=reason, stage=stage, data=data)]
 
-    return _run(release, "resume", actor, reason, apply)
+    return _run(release, "resume", actor, reason, apply, from_stage=from_stage)
 
 
-def rollback(release: Release, *, actor: Actor, reason: str = "") -> Release:
+def rollback(
+    release: Release, *, actor: Actor, reason: str = "", from_stage: StageRef | None = None
+) -> Release:
     """Take all traffic back from the release; a terminal state."""
 
     def apply(r: Release, now: datetime) -> list[Event]:
@@ -255,10 +316,12 @@ def rollback(release: Release, *, actor: Actor, reason: str = "") -> Release:
             Event.record(r, EventVerb.ROLLED_BACK, actor, reason=reason, stage=stage, data=data)
         ]
 
-    return _run(release, "rollback", actor, reason, apply)
+    return _run(release, "rollback", actor, reason, apply, from_stage=from_stage)
 
 
-def abort(release: Release, *, actor: Actor, reason: str = "") -> Release:
+def abort(
+    release: Release, *, actor: Actor, reason: str = "", from_stage: StageRef | None = None
+) -> Release:
     """Cancel a release that never started."""
 
     def apply(r: Release, now: datetime) -> list[Event]:
@@ -267,7 +330,7 @@ def abort(release: Release, *, actor: Actor, reason: str = "") -> Release:
         r.save(update_fields=["status", "finished_at", "updated_at"])
         return [Event.record(r, EventVerb.ABORTED, actor, reason=reason)]
 
-    return _run(release, "abort", actor, reason, apply)
+    return _run(release, "abort", actor, reason, apply, from_stage=from_stage)
 
 
 ACTIONS: dict[str, Callable[..., Release]] = {

@@ -277,8 +277,24 @@ HARDENING_FAILED_TOKEN_LIMIT = env.int("HARDENING_FAILED_TOKEN_LIMIT", default=2
 HARDENING_WINDOW_SECONDS = env.int("HARDENING_WINDOW_SECONDS", default=300)
 # Count the client by the proxy's X-Forwarded-For (only behind a proxy that sets it).
 HARDENING_TRUST_X_FORWARDED_FOR = env.bool("HARDENING_TRUST_X_FORWARDED_FOR", default=False)
-# Where rate-limit counters live: per process by default; e.g. redis://host:6379/2 to share them.
-CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
+
+
+def default_cache(cache_url: str, broker_url: str) -> dict:
+    """Where the cache (the rate-limit counters) lives: CACHE_URL when set; else the Redis
+    broker's server, so every web process and machine shares one count; else (the embedded
+    default, one runserver process) in process. `check --deploy` warns when it is not shared."""
+    if cache_url:
+        return environ.Env.cache_url_config(cache_url)
+    if broker_url.startswith(("redis://", "rediss://")):
+        return {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": broker_url,
+            "KEY_PREFIX": "rolloutdesk",  # beside Celery's own keys on the broker's database
+        }
+    return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+
+
+CACHES = {"default": default_cache(env("CACHE_URL", default=""), CELERY_BROKER_URL)}
 
 # --- REST framework ------------------------------------------------------------------------
 REST_FRAMEWORK = {

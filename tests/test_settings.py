@@ -34,6 +34,8 @@ def test_check_deploy_is_clean_with_production_values(tmp_path: Path) -> None:
             "ALLOWED_HOSTS": "rolloutdesk.example.com",
             "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
             "EMAIL_URL": "smtp://mail.example.com:587",
+            # The documented deploy: its Redis broker also holds the rate-limit counters.
+            "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0",
         },
         tmp_path,
     )

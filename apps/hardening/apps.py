@@ -7,3 +7,6 @@ class HardeningConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "apps.hardening"
     label = "hardening"
+
+    def ready(self) -> None:
+        from . import checks  # noqa: F401 (registers the deploy check)

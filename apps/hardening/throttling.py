@@ -1,9 +1,10 @@
 """Rate limits: failed sign-ins and bad API tokens per client address, and API requests per caller.
 
-Counters live in Django's cache (CACHES; the default is per process, so with N web processes an
-address gets up to N times the allowance — set CACHE_URL to a shared cache to make it exact).
-A cache that fails never takes the site down with it: the limit is then not applied, and the
-failure is logged.
+Counters live in Django's cache, which every web process and machine must share: CACHE_URL, or
+by default the Redis broker's server (rolloutdesk/settings.py default_cache). A per-process cache
+gives each gunicorn worker an allowance of its own and lets a blocked address have its passwords
+checked by the others; `check --deploy` warns about it (checks.py). A cache that fails never
+takes the site down with it: the limit is then not applied, and the failure is logged.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ console email. Production sets DATABASE_URL (PostgreSQL), CELERY_BROKER_URL (Red
 import os
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import environ
 from csp.constants import NONCE as CSP_NONCE
@@ -286,10 +287,15 @@ def default_cache(cache_url: str, broker_url: str) -> dict:
     if cache_url:
         return environ.Env.cache_url_config(cache_url)
     if broker_url.startswith(("redis://", "rediss://")):
+        # The next database of the broker's server, never the broker's own: clearing the cache
+        # (FLUSHDB) must not drop queued tasks.
+        parts = urlsplit(broker_url)
+        broker_db = int(parts.path.strip("/") or 0)
+        location = urlunsplit(parts._replace(path=f"/{(broker_db + 1) % 16}"))
         return {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": broker_url,
-            "KEY_PREFIX": "rolloutdesk",  # beside Celery's own keys on the broker's database
+            "LOCATION": location,
+            "KEY_PREFIX": "rolloutdesk",
         }
     return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
 

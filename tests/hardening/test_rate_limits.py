@@ -127,6 +127,13 @@ def _cache_default(env: dict[str, str], tmp_path) -> str:
 def test_production_shares_the_counters_through_the_redis_broker_by_default(tmp_path):
     redis = {"CELERY_BROKER_URL": "redis://127.0.0.1:6379/0"}
     assert _cache_default(redis, tmp_path) == "django.core.cache.backends.redis.RedisCache"
+    from rolloutdesk.settings import default_cache
+
+    # The broker's server, the next database: clearing the cache never drops queued tasks.
+    assert default_cache("", "redis://:pw@cache.internal:6380/3")["LOCATION"] == (
+        "redis://:pw@cache.internal:6380/4"
+    )
+    assert default_cache("", "redis://cache.internal")["LOCATION"] == "redis://cache.internal/1"
     # An explicit CACHE_URL wins; the embedded default (no broker server) stays in process.
     explicit = {**redis, "CACHE_URL": "dbcache://rolloutdesk_cache"}
     assert _cache_default(explicit, tmp_path) == "django.core.cache.backends.db.DatabaseCache"

@@ -223,10 +223,27 @@ class BucketSerializer(serializers.Serializer):
     unit = serializers.CharField()
 
 
+class StaleJobSerializer(serializers.Serializer):
+    job = serializers.CharField(help_text="The job's name, as in the admin's Job runs.")
+    entry = serializers.CharField(help_text="The beat entry that runs it.")
+    every_seconds = serializers.IntegerField()
+    last_run = serializers.DateTimeField(allow_null=True, help_text="When its last run finished.")
+    outcome = serializers.CharField(allow_null=True, help_text="ok, items_failed or crashed.")
+    reason = serializers.CharField()
+
+
+class JobsHealthSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["ok", "stale", "unknown"])
+    stale = StaleJobSerializer(many=True)
+
+
 class HealthSerializer(serializers.Serializer):
     status = serializers.CharField()
     database = serializers.CharField()
     broker = serializers.CharField()
+    jobs = JobsHealthSerializer(
+        help_text="Periodic jobs not run for two of their intervals, never run, or last crashed."
+    )
 
 
 def gate_payload(verdict: Any) -> dict[str, Any]:

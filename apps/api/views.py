@@ -18,6 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.checks.models import enabled_criteria
+from apps.jobs import heartbeat
 from apps.releases.choices import ReleaseStatus
 from apps.releases.models import Release, RolloutPlan, Service, StageTemplate
 from apps.rollouts import gate, transitions
@@ -220,7 +221,8 @@ def database_status() -> str:
 
 
 class HealthView(APIView):
-    """Liveness for load balancers: 503 only when the database does not answer."""
+    """Liveness for load balancers (503 only when the database does not answer), and the
+    periodic jobs that stopped running (`jobs.stale`)."""
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
@@ -230,7 +232,15 @@ class HealthView(APIView):
         database = database_status()
         broker = broker_status()
         healthy = database == "ok"
+        # Stale periodic jobs are reported, never a 503: the web process itself is fine, and a
+        # load balancer taking it out of service would not restart beat or a worker.
+        jobs = heartbeat.summary() if healthy else {"status": "unknown", "stale": []}
         return Response(
-            {"status": "ok" if healthy else "down", "database": database, "broker": broker},
+            {
+                "status": "ok" if healthy else "down",
+                "database": database,
+                "broker": broker,
+                "jobs": jobs,
+            },
             status=status.HTTP_200_OK if healthy else status.HTTP_503_SERVICE_UNAVAILABLE,
         )

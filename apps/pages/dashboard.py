@@ -14,6 +14,7 @@ from typing import Any
 
 from django.utils import timezone
 
+from apps.jobs import heartbeat
 from apps.releases.choices import BlockerKind, ReleaseStatus
 from apps.releases.models import Release, Service
 from apps.rollouts import gate
@@ -131,6 +132,9 @@ def build(user: Any) -> dict[str, Any]:
         "incidents_installed": incidents.installed(),
         "open_incidents": incidents.open_total(),
         "finished_within_days": FINISHED_WITHIN.days,
+        # Beat or the workers stopped, or a job crashes every time: nothing on this page would
+        # move (no checks, no auto-advance, no pages) without saying why.
+        "stale_jobs": heartbeat.stale_jobs(now),
     }
 
 

@@ -67,7 +67,8 @@ def test_with_redis_down_the_app_answers_and_the_work_resumes_when_it_returns(
     started = time.monotonic()
     health = client.get("/api/v1/health/")
     assert health.status_code == 200
-    assert health.json() == {"status": "ok", "database": "ok", "broker": "down"}
+    body = health.json()
+    assert (body["status"], body["database"], body["broker"]) == ("ok", "ok", "down")
     assert time.monotonic() - started < 10, "the health check must not hang on a dead broker"
 
     traffic = api.get(f"/api/v1/releases/{breaching.pk}/traffic/")

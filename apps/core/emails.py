@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from email.mime.image import MIMEImage
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
@@ -18,6 +20,14 @@ def _render(path: str, context: dict[str, Any], *, autoescape: bool) -> str:
     # reader sees), an HTML part always escapes it, whatever tags a template carries.
     template = get_template(path).template
     return template.render(Context(context, autoescape=autoescape))
+
+
+def message_id(key: str) -> str:
+    """A stable Message-ID for an outbox message's key (RFC 5322: unique left part @ domain)."""
+    # The site's host, not the sending machine's: every worker must make the same ID.
+    domain = urlsplit(settings.SITE_URL).hostname or "rolloutdesk"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+    return f"<{digest}@{domain}>"
 
 
 def render(name: str, context: dict[str, Any]) -> tuple[str, str, str]:
@@ -36,16 +46,23 @@ def send(
     context: dict[str, Any],
     *,
     inline_images: Sequence[tuple[str, bytes]] = (),
+    key: str = "",
 ) -> int:
     """Send one email, text with an HTML alternative: from a task, never inside a transaction.
 
     `inline_images` are (content id, PNG bytes): the HTML shows them as <img src="cid:...">.
+    `key` is the outbox message's key: its Message-ID is made from it, so a send retried after a
+    worker died between the mail server's "accepted" and recording it carries the same
+    Message-ID, which mail servers and clients take as the same message, not a second one.
     """
     recipients = [address for address in to if address]
     if not recipients:
         return 0
     subject, text, html = render(name, context)
-    message = EmailMultiAlternatives(subject, text, settings.DEFAULT_FROM_EMAIL, recipients)
+    headers = {"Message-ID": message_id(key)} if key else None
+    message = EmailMultiAlternatives(
+        subject, text, settings.DEFAULT_FROM_EMAIL, recipients, headers=headers
+    )
     message.attach_alternative(html, "text/html")
     for content_id, png in inline_images:
         image = MIMEImage(png, "png")

@@ -166,7 +166,7 @@ def _send_email(delivery: NotificationDelivery) -> None:
         "event": delivery.event,
         **incident_links(incident),
     }
-    if not emails.send("incident-page", [delivery.target], context):
+    if not emails.send("incident-page", [delivery.target], context, key=delivery.idempotency_key):
         raise OSError("The mail backend accepted no message.")
 
 

@@ -115,7 +115,11 @@ def _send(message: Message) -> None:
         raise LookupError(f"No email kind {message.kind!r} is declared.") from None
     draft = declared.build(message.args)
     if not emails.send(
-        draft.template, [message.to], draft.context, inline_images=draft.inline_images
+        draft.template,
+        [message.to],
+        draft.context,
+        inline_images=draft.inline_images,
+        key=message.key,
     ):
         raise OSError("The mail backend accepted no message.")
 

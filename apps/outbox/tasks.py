@@ -25,8 +25,11 @@ class OutboxTask(Task):
             self.apply_async(
                 args, countdown=countdown or None, retry=True, retry_policy=PUBLISH_RETRY
             )
-        except Exception:  # the change is committed; its row waits for the sweep
-            logger.exception("Could not queue %s%r; the outbox sweep will send it", self.name, args)
+        except Exception as exc:  # the change is committed; its row waits for the sweep
+            # One line, no traceback: an outage would otherwise log one per message.
+            logger.warning(
+                "Could not queue %s%r (%s); the outbox sweep will send it", self.name, args, exc
+            )
             return False
         return True
 

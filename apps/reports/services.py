@@ -279,7 +279,12 @@ def email_context(report: Report) -> dict[str, Any]:
 def _send(delivery: ReportDelivery) -> None:
     report = delivery.report
     images = [(chart.content_id, bytes(chart.png)) for chart in report.charts.all()]
-    if not emails.send(EMAIL, [delivery.address], email_context(report), inline_images=images):
+    # Retries of one send share a Message-ID (a mail server takes them as one message); a
+    # person's "send again" after it went out (sent_at set) is a new message with a new one.
+    previous = delivery.sent_at.isoformat() if delivery.sent_at else "first"
+    key = f"report-{report.pk}:to:{delivery.address.lower()}:{previous}"
+    context = email_context(report)
+    if not emails.send(EMAIL, [delivery.address], context, inline_images=images, key=key):
         raise OSError("The mail backend accepted no message.")
 
 

@@ -18,3 +18,9 @@ STORAGES = {
     **base.STORAGES,
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+
+# The outbox: a dead worker's claim is taken over after a few seconds, a row nobody queued is
+# swept after two, and a failed send is retried two seconds later.
+OUTBOX_LEASE_SECONDS = 6
+OUTBOX_PENDING_GRACE_SECONDS = 2
+OUTBOX_RETRY_FIRST_SECONDS = 2

@@ -1,6 +1,6 @@
 """The mail server and the chat webhook are down: incident pages, webhook posts and reports wait
 as failed deliveries (the incident stands, the report is stored), and go out, once each, when
-the servers are back and the sweeps come round.
+the servers are back and the outbox sweep comes round.
 
 The SMTP server is a real one (aiosmtpd) on 127.0.0.1, started, stopped and started again by the
 test on one port; the webhook receiver is a local HTTP server likewise.
@@ -19,7 +19,7 @@ from apps.core.actors import Actor
 from apps.incidents import lifecycle
 from apps.incidents.choices import Channel, DeliveryStatus, IncidentStatus, IncidentVerb
 from apps.incidents.models import NotificationDelivery
-from apps.incidents.tasks import retry_deliveries
+from apps.outbox.tasks import sweep
 from apps.reports import services as reports
 from apps.reports.choices import DeliveryStatus as ReportDeliveryStatus
 from apps.reports.models import ReportDelivery, ReportSubscription
@@ -109,17 +109,17 @@ def test_deliveries_wait_as_failed_while_mail_and_webhook_are_down_then_go_out_o
         hook = serve(hook_port)
         try:
             clock.move_to(T0 + timedelta(seconds=20))
-            assert run(retry_deliveries) == 0
+            assert sum(run(sweep).values()) == 0
             assert inbox.messages == []
 
-            # The sweeps come round after the backoff: everything goes out.
+            # The sweep comes round after the backoff: everything goes out.
             clock.move_to(report.next_attempt_at + timedelta(seconds=1))
-            assert run(retry_deliveries) == pages.count()
-            assert run(reports.send_due).retried == 1
+            swept = run(sweep)
+            assert swept["incidents.notificationdelivery"] == pages.count()
+            assert swept["reports.reportdelivery"] == 1
             # And again later: nothing is sent twice.
             clock.move_to(T0 + timedelta(hours=1))
-            assert run(retry_deliveries) == 0
-            assert run(reports.send_due).retried == 0
+            assert sum(run(sweep).values()) == 0
         finally:
             hook.close()
 

@@ -19,6 +19,7 @@ from apps.api.models import ApiToken
 from apps.core.actors import Actor
 from apps.incidents.choices import DeliveryStatus
 from apps.incidents.models import NotificationDelivery
+from apps.outbox.models import Message
 from apps.releases.choices import EventVerb, ReleaseStatus
 from apps.releases.models import Event, Release
 from apps.rollouts import transitions
@@ -74,10 +75,16 @@ def test_with_redis_down_the_app_answers_and_the_work_resumes_when_it_returns(
     traffic = api.get(f"/api/v1/releases/{breaching.pk}/traffic/")
     assert traffic.status_code == 200
     assert traffic.json()["percentage"] == 10
-    # A transition commits although its notification cannot be queued.
+    # A transition commits although its notification cannot be queued: the email waits as a
+    # row of the outbox, written in the transition's transaction.
     paused = api.post(f"/api/v1/releases/{steady.pk}/pause/", {"reason": "hold"}, format="json")
     assert paused.status_code == 200, paused.content
     assert paused.json()["status"] == ReleaseStatus.PAUSED
+    paused_email = Message.objects.get(
+        kind="release-transition",
+        args__event=Event.objects.get(release=steady, verb=EventVerb.PAUSED).pk,
+    )
+    assert paused_email.status == DeliveryStatus.PENDING
     # An incident opened meanwhile is stored; its page waits as a row.
     opened = api.post(
         "/api/v1/incidents/",
@@ -128,5 +135,8 @@ def test_with_redis_down_the_app_answers_and_the_work_resumes_when_it_returns(
     assert len([s for s in sent if "Checkout errors" in s and "L1 page" in s]) == 1, sent
     assert len([s for s in sent if "critical breach" in s and "L1 page" in s]) == 1, sent
     assert len([s for s in sent if "rolled back" in s]) == 1, sent
+    # The transition email the outage held back arrives, once.
+    assert len([s for s in sent if "paused" in s]) == 1, sent
+    assert Message.objects.get(pk=paused_email.pk).status == DeliveryStatus.SENT
     assert Event.objects.filter(release=breaching, verb=EventVerb.ROLLED_BACK).count() == 1
     assert worker.process.poll() is None

@@ -29,7 +29,8 @@ from apps.incidents.models import (
     IncidentRouting,
     NotificationDelivery,
 )
-from apps.incidents.tasks import escalate, retry_deliveries
+from apps.incidents.tasks import escalate
+from apps.outbox.tasks import sweep
 from apps.releases.choices import EventVerb, ReleaseStatus
 from apps.releases.models import Event, Release
 from apps.reports.choices import DeliveryStatus as ReportStatus
@@ -110,7 +111,7 @@ def test_two_workers_and_one_beat_do_everything_exactly_once(
     celery.beat()
     # A second beat's worth of every scheduled task, at once: the two idle workers each take one
     # of a pair and race for the same work.
-    for task in (escalate, tick, send_due_reports, retry_deliveries):
+    for task in (escalate, tick, send_due_reports, sweep):
         task.delay()
         task.delay()
 

@@ -19,6 +19,11 @@ from typing import Any
 from .choices import ChecklistKind
 
 MAX_BYTES = 2 * 1024 * 1024
+# Far beyond a real runbook (the two shared ones have 1,100 lines and 150 items), and what keeps
+# one upload's parse, preview and save well inside a web worker's timeout.
+MAX_LINES = 50_000
+MAX_ITEMS = 2_000
+MAX_ITEM_CHARS = 2_000  # one item's text, its wrapped lines included
 NAME_MAX_LENGTH = 200
 # How far into the file to look for the signs of a binary file.
 SNIFF_BYTES = 8192
@@ -246,7 +251,7 @@ def guess_kind(*headings: str) -> str:
     return ChecklistKind.PRE_DEPLOYMENT
 
 
-_SUCCESS = r"(pass|green|succe|complet|\bok\b|\bclean\b)"
+_SUCCESS = re.compile(r"(pass|green|succe|complet|\bok\b|\bclean\b)")
 # (key, pattern, needs a success word): first match wins, specific before general.
 _KEY_PATTERNS = [
     ("integration-tests", r"\bintegration tests?\b", True),
@@ -264,11 +269,15 @@ _KEY_PATTERNS = [
 ]
 
 
+# Compiled once: looked up in re's cache for every item, they were half of a parse's time.
+_KEY_REGEXES = [(key, re.compile(pattern), needs) for key, pattern, needs in _KEY_PATTERNS]
+
+
 def guess_key(text: str) -> str:
     """The automated-check key an item's text names (tests, lint, ...), or "" for manual."""
     lowered = text.lower()
-    for key, pattern, needs_success in _KEY_PATTERNS:
-        if re.search(pattern, lowered) and (not needs_success or re.search(_SUCCESS, lowered)):
+    for key, pattern, needs_success in _KEY_REGEXES:
+        if pattern.search(lowered) and (not needs_success or _SUCCESS.search(lowered)):
             return key
     return ""
 
@@ -304,7 +313,13 @@ def _indent_width(text: str) -> int:
 def parse(data: bytes, *, source: str = "the file", name: str | None = None) -> ParsedRunbook:
     """Parse runbook bytes; raises RunbookError with a clear message when nothing can be made."""
     text, notes = decode(data, source)
-    headings, items = _scan(_without_front_matter(text))
+    lines = text.count("\n") + 1
+    if lines > MAX_LINES:
+        raise RunbookError(
+            f"{source} has {lines:,} lines; runbooks up to {MAX_LINES:,} lines can be imported. "
+            "Split it into several runbooks."
+        )
+    headings, items = _scan(_without_front_matter(text), source)
     if not items:
         raise RunbookError(
             f"{source} has no task-list items (lines like '- [ ] Tests pass'); nothing to import."
@@ -334,7 +349,8 @@ def _without_front_matter(text: str) -> str:
     return text
 
 
-def _scan(text: str) -> tuple[list[_Heading], list[_Found]]:
+def _scan(text: str, source: str) -> tuple[list[_Heading], list[_Found]]:
+    """One pass over the lines; each line's work is bounded, so the whole is linear."""
     headings: list[_Heading] = []
     stack: list[_Heading] = []
     found: list[_Found] = []
@@ -342,6 +358,16 @@ def _scan(text: str) -> tuple[list[_Heading], list[_Found]]:
     in_comment = False
     open_item: tuple[DetectedItem, int] | None = None  # the item a continuation line extends
     previous_plain: tuple[str, int] | None = None  # a paragraph line a setext underline may claim
+    # A wrapped item's lines, joined once at the end: joining at each line (and guessing its key
+    # again) copied the growing text every time, quadratic in the length of the item.
+    wrapped: dict[int, list[str]] = {}
+    wrapped_chars: dict[int, int] = {}
+
+    def too_long(number: int) -> RunbookError:
+        return RunbookError(
+            f"{source}: the task-list item on line {number} is longer than {MAX_ITEM_CHARS:,} "
+            "characters (with its wrapped lines); shorten it."
+        )
 
     def push(heading: _Heading) -> None:
         while stack and (stack[-1].level >= heading.level):
@@ -391,6 +417,13 @@ def _scan(text: str) -> tuple[list[_Heading], list[_Found]]:
             if not item_text:
                 open_item = None
                 continue
+            if len(found) == MAX_ITEMS:
+                raise RunbookError(
+                    f"{source} has more than {MAX_ITEMS:,} task-list items (line {number} is "
+                    f"item {MAX_ITEMS + 1:,}); split it into several runbooks."
+                )
+            if len(item_text) > MAX_ITEM_CHARS:
+                raise too_long(number)
             item = DetectedItem(
                 text=item_text,
                 key=guess_key(item_text),
@@ -405,8 +438,12 @@ def _scan(text: str) -> tuple[list[_Heading], list[_Found]]:
             item, indent = open_item
             if _indent_width(line) > indent:
                 # A wrapped item: its text goes on, indented, on the next line.
-                item.text = f"{item.text} {line.strip()}"
-                item.key = item.key or guess_key(item.text)
+                part = line.strip()
+                chars = wrapped_chars.get(item.line, len(item.text)) + 1 + len(part)
+                if chars > MAX_ITEM_CHARS:
+                    raise too_long(item.line)
+                wrapped_chars[item.line] = chars
+                wrapped.setdefault(item.line, [item.text]).append(part)
                 continue
         open_item = None
 
@@ -419,6 +456,11 @@ def _scan(text: str) -> tuple[list[_Heading], list[_Found]]:
             previous_plain = None
             continue
         previous_plain = None if _LIST.match(line) else (line.strip(), number)
+    for entry in found:
+        parts = wrapped.get(entry.item.line)
+        if parts:
+            entry.item.text = " ".join(parts)
+            entry.item.key = entry.item.key or guess_key(entry.item.text)
     return headings, found
 
 

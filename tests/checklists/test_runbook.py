@@ -323,7 +323,8 @@ def test_bad_files_get_a_clear_message(data: bytes, message: str) -> None:
 
 
 def test_exactly_2_mb_is_accepted() -> None:
-    line = b"- [ ] x\n"
+    # Long items, to stay within the line and item limits (tests/hardening/test_runbook_bounds).
+    line = b"- [ ] " + b"x" * 1_100 + b"\n"
     data = b"# G\n" + line * ((runbook.MAX_BYTES - 4) // len(line))
     data += b" " * (runbook.MAX_BYTES - len(data))
     assert len(data) == runbook.MAX_BYTES

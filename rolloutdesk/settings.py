@@ -225,6 +225,14 @@ CELERY_BEAT_SCHEDULE = {
 # --- metric checks -------------------------------------------------------------------------
 # Samples older than this are purged (hourly, in batches).
 CHECKS_SAMPLE_RETENTION = env.int("CHECKS_SAMPLE_RETENTION_DAYS", default=30)
+# The tick's slot: each release's criteria are evaluated at most once per this many seconds.
+CHECKS_TICK_SECONDS = env.int("CHECKS_TICK_SECONDS", default=60)
+# Two bad results further apart than this are two breaches, not one streak.
+CHECKS_STREAK_GAP_SECONDS = env.int("CHECKS_STREAK_GAP_SECONDS", default=300)
+# How far back a "within N % of baseline" criterion looks for the baseline.
+CHECKS_BASELINE_LOOKBACK_HOURS = env.int("CHECKS_BASELINE_LOOKBACK_HOURS", default=24 * 7)
+# The largest sample batch POST /api/v1/samples/ takes (bytes; larger: 413).
+CHECKS_SAMPLES_MAX_BYTES = env.int("CHECKS_SAMPLES_MAX_BYTES", default=4 * 1024 * 1024)
 # Read-only databases SQL metric sources may query: CHECKS_SQL_DATABASES=name=url;name2=url2
 CHECKS_SQL_DATABASES = {
     name.strip(): url.strip()

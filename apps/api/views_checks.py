@@ -34,7 +34,7 @@ class _TokenOrPerm(BasePermission):
 
 
 def max_body_bytes() -> int:
-    return int(getattr(settings, "CHECKS_SAMPLES_MAX_BYTES", 4 * 1024 * 1024))
+    return settings.CHECKS_SAMPLES_MAX_BYTES
 
 
 class SamplesView(APIView):

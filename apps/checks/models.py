@@ -70,7 +70,7 @@ class MetricDefinition(models.Model):
 
 
 def sql_database_choices() -> list[tuple[str, str]]:
-    return [(name, name) for name in sorted(getattr(settings, "CHECKS_SQL_DATABASES", {}))]
+    return [(name, name) for name in sorted(settings.CHECKS_SQL_DATABASES)]
 
 
 class MetricSource(models.Model):

@@ -55,12 +55,12 @@ def _guard(run: Run | None, release: Release) -> AbstractContextManager[None]:
 
 
 def tick_seconds() -> int:
-    return int(getattr(settings, "CHECKS_TICK_SECONDS", 60))
+    return settings.CHECKS_TICK_SECONDS
 
 
 def streak_gap() -> timedelta:
     """A previous result older than this does not continue a streak (the tick was stopped)."""
-    return timedelta(seconds=getattr(settings, "CHECKS_STREAK_GAP_SECONDS", 300))
+    return timedelta(seconds=settings.CHECKS_STREAK_GAP_SECONDS)
 
 
 @dataclass
@@ -657,7 +657,7 @@ def traffic_served(release: Release, stage: Stage, now: datetime) -> float | Non
     The service's source of the traffic metric answers through its provider (pushed samples,
     a Prometheus query with its {soak} placeholder set to the stage's age, or an SQL query given
     the stage's start and now); pushed samples when the service has none. None when no traffic
-    metric is defined, or when the source cannot answer (the gate then says so).
+    metric is defined; ProviderError when its source cannot answer (the gate says which).
     """
     from .providers import served
 
@@ -671,4 +671,4 @@ def traffic_served(release: Release, stage: Stage, now: datetime) -> float | Non
         return served(release, metric, stage.entered_at, now, source)
     except ProviderError as exc:
         logger.warning("Traffic of release %s unknown: %s", release.pk, exc)
-        return None
+        raise

@@ -29,7 +29,7 @@ API_PREFIX = "/api/"
 
 def client_address(request: HttpRequest) -> str:
     """The caller's address; behind the proxy, its last X-Forwarded-For hop when trusted."""
-    if getattr(settings, "HARDENING_TRUST_X_FORWARDED_FOR", False):
+    if settings.HARDENING_TRUST_X_FORWARDED_FOR:
         forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
         if forwarded:
             return forwarded.split(",")[-1].strip()

@@ -38,7 +38,7 @@ User = get_user_model()
 
 def reminder_period() -> timedelta:
     """How long a person waits between two reminders (SIGNOFF_REMINDER_HOURS)."""
-    return timedelta(hours=getattr(settings, "SIGNOFF_REMINDER_HOURS", 24))
+    return timedelta(hours=settings.SIGNOFF_REMINDER_HOURS)
 
 
 def _signers_to_ask(status: GateStatus) -> list[Any]:

@@ -41,7 +41,7 @@ class Window:
 
 
 def baseline_lookback() -> timedelta:
-    return timedelta(hours=getattr(settings, "CHECKS_BASELINE_LOOKBACK_HOURS", 24 * 7))
+    return timedelta(hours=settings.CHECKS_BASELINE_LOOKBACK_HOURS)
 
 
 def variants_for(criterion: MetricCriterion) -> list[str]:

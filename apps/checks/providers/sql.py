@@ -66,7 +66,7 @@ def run(source: MetricSource, params: dict[str, Any]) -> list[Point]:
     """Execute the query read-only with a timeout; every failure becomes a ProviderError."""
     import psycopg
 
-    url = getattr(settings, "CHECKS_SQL_DATABASES", {}).get(source.database)
+    url = settings.CHECKS_SQL_DATABASES.get(source.database)
     if not url:
         raise ProviderError(f"No read-only database named {source.database!r} is configured.")
     timeout_ms = max(1, int(source.timeout_seconds * 1000))

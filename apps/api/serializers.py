@@ -51,7 +51,7 @@ class PlanSerializer(serializers.ModelSerializer):
 
 
 class ServiceSerializer(serializers.ModelSerializer):
-    default_plan = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    default_plan = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
 
     class Meta:
         model = Service
@@ -82,7 +82,10 @@ class ReleaseSerializer(serializers.ModelSerializer):
     service = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     environment = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     plan = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    stage = serializers.CharField(source="current_stage.name", default=None, read_only=True)
+    # allow_null: the schema says null where the answer can be (a planned or finished release).
+    stage = serializers.CharField(
+        source="current_stage.name", default=None, read_only=True, allow_null=True
+    )
     traffic_percentage = serializers.IntegerField(read_only=True)
     author = serializers.CharField(source="author_display", read_only=True)
 

@@ -76,7 +76,10 @@ class CheckReportResultSerializer(serializers.Serializer):
 
 
 class ChecklistSerializer(serializers.ModelSerializer):
-    stage = serializers.CharField(source="stage.name", default=None, read_only=True)
+    # allow_null: pre- and post-deployment checklists belong to no stage.
+    stage = serializers.CharField(
+        source="stage.name", default=None, read_only=True, allow_null=True
+    )
     done = serializers.IntegerField(source="item_done", read_only=True)
     total = serializers.IntegerField(source="item_total", read_only=True)
     required_open = serializers.IntegerField(read_only=True)

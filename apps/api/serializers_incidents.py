@@ -20,8 +20,9 @@ class IncidentEventSerializer(serializers.ModelSerializer):
 
 class IncidentSerializer(serializers.ModelSerializer):
     service = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    release = serializers.PrimaryKeyRelatedField(read_only=True)
-    policy = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    # allow_null: an incident opened by hand or by an alert has no release, maybe no policy.
+    release = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
+    policy = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
     time_to_acknowledge_seconds = serializers.SerializerMethodField()
     time_to_resolve_seconds = serializers.SerializerMethodField()
 

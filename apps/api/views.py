@@ -28,6 +28,7 @@ from rolloutdesk.celery import app as celery_app
 from . import serializers as s
 from .authentication import TokenPrincipal, actor_for
 from .permissions import ReleasePermission, TokenOrPersonMay, scope_to_token
+from .schema import CONFLICT
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +74,6 @@ class ReleaseFilter(django_filters.FilterSet):
 def _transition_view(name: str) -> Any:
     """Build the POST endpoint for one transition; they differ only by the function called."""
 
-    @extend_schema(request=s.ReasonSerializer, responses={200: s.ReleaseDetailSerializer})
     def view(self: ReleaseViewSet, request: Request, pk: str | None = None) -> Response:
         release = self.get_object()
         body = s.ReasonSerializer(data=request.data)
@@ -92,7 +92,13 @@ def _transition_view(name: str) -> Any:
 
     view.__name__ = name
     view.__doc__ = transitions.ACTIONS[name].__doc__
-    return action(detail=True, methods=["post"], url_path=name)(view)
+    endpoint = action(detail=True, methods=["post"], url_path=name)(view)
+    # After @action, not under it: @action replaces the function's kwargs, where extend_schema
+    # keeps its schema (the schema said these took a Release body and never answered 409).
+    schema = extend_schema(
+        request=s.ReasonSerializer, responses={200: s.ReleaseDetailSerializer, 409: CONFLICT}
+    )
+    return schema(endpoint)
 
 
 class ReleaseViewSet(

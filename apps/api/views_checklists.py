@@ -27,6 +27,7 @@ from apps.rollouts import gate
 
 from . import serializers_checklists as s
 from .authentication import TokenPrincipal, actor_for
+from .schema import CONFLICT
 from .serializers import gate_payload
 
 
@@ -74,7 +75,7 @@ class ReleaseChecksView(APIView):
 
     @extend_schema(
         request=s.CheckReportSerializer,
-        responses={200: s.CheckReportResultSerializer},
+        responses={200: s.CheckReportResultSerializer, 409: CONFLICT},
         description=(
             'Body: {"key": "tests", "passed": true, "detail": "312 passed", "url": "https://..."}.'
             " Every item of the release with that key is ticked (or, with passed=false, "

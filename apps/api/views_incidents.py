@@ -27,6 +27,7 @@ from . import serializers_incidents as s
 from .authentication import ServiceTokenAuthentication, TokenPrincipal, actor_for
 from .parsers import JSONParser
 from .permissions import scope_to_token
+from .schema import CONFLICT
 
 VIEW_PERM = "incidents.view_incident"
 ADD_PERM = "incidents.add_incident"
@@ -128,7 +129,9 @@ class IncidentActionView(APIView):
     permission_classes = [IsAuthenticated]
     action_name = ""
 
-    @extend_schema(request=s.IncidentActionSerializer, responses={200: s.IncidentSerializer})
+    @extend_schema(
+        request=s.IncidentActionSerializer, responses={200: s.IncidentSerializer, 409: CONFLICT}
+    )
     def post(self, request: Request, pk: int) -> Response:
         incident = _incident_for(request, pk)
         body = s.IncidentActionSerializer(data=request.data)

@@ -15,6 +15,7 @@ from django.core.exceptions import (
 )
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.multipartparser import MultiPartParserError
 from django.utils.html import escape
 
 logger = logging.getLogger(__name__)
@@ -120,6 +121,10 @@ class BadInputMiddleware:
             name = _nul_parameter(request)
         except (RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent) as exc:
             return self.process_exception(request, exc)
+        except MultiPartParserError as exc:
+            # Reading request.POST above parses the body: a broken multipart one (no boundary)
+            # is the client's error, answered here or Django answers its HTML 400 page.
+            return _answer(request, 400, "Bad request", f"The multipart body is malformed: {exc}")
         if name is not None:
             return _answer(
                 request,

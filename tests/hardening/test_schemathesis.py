@@ -1,6 +1,9 @@
 """Schemathesis against /api/v1/schema/: every operation, bounded examples (derandomized, so CI
-runs the same cases each time), with a token of the service. No answer is a 5xx; every 4xx is a
-JSON object that says what is wrong (a "detail" sentence or per-field lists), with no traceback.
+runs the same cases each time), with a token of the service, then its stateful phase, which
+follows the links it infers between operations (a release listed, then advanced, then read).
+No answer is a 5xx; every 4xx is a JSON object that says what is wrong (a "detail" sentence or
+per-field lists), with no traceback; and every answer is one the schema documents: its status
+code, its content type and its body (a field documented non-null never comes back null).
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ from tests.factories import PlanFactory, make_release  # noqa: E402
 
 pytestmark = pytest.mark.django_db
 EXAMPLES = 25
+# Stateful scenarios and steps per scenario: enough to walk register → start → advance → read.
+SCENARIOS = 30
+STEPS = 6
 LEAKS = ("Traceback", 'File "', "psycopg", "django.db", "Exception Value")
 
 
@@ -47,6 +53,15 @@ def well_formed_client_error(ctx, response, case) -> bool | None:
     return None
 
 
+CHECKS = [
+    schemathesis.checks.not_a_server_error,
+    well_formed_client_error,
+    schemathesis.checks.status_code_conformance,
+    schemathesis.checks.content_type_conformance,
+    schemathesis.checks.response_schema_conformance,
+]
+
+
 def _load_schema():
     """The schema /api/v1/schema/ serves, generated the same way, bound to the WSGI app.
 
@@ -64,6 +79,16 @@ def _load_schema():
 
 
 schema = _load_schema()
+
+
+@pytest.fixture(autouse=True)
+def _app_with_test_settings(_plain_http) -> None:
+    """The WSGI app's middleware rebuilt under the test settings: built at collection, it kept
+    the production HTTPS redirect, and every case was answered 301 (unnoticed while the only
+    checks were "no 5xx" and "4xx well formed")."""
+    from rolloutdesk.wsgi import application
+
+    application.load_middleware()
 
 
 @pytest.fixture(autouse=True)
@@ -102,8 +127,57 @@ def fuzz_key(service, production) -> str:
     derandomize=True,
     suppress_health_check=list(HealthCheck),
 )
-def test_api_answers_no_5xx_and_well_formed_4xx(case, fuzz_key) -> None:
-    case.call_and_validate(
-        headers={"Authorization": f"Token {fuzz_key}"},
-        checks=[schemathesis.checks.not_a_server_error, well_formed_client_error],
+def test_every_operation_answers_as_documented(case, fuzz_key) -> None:
+    case.call_and_validate(headers={"Authorization": f"Token {fuzz_key}"}, checks=CHECKS)
+
+
+def test_workflows_through_the_inferred_links_answer_as_documented(fuzz_key) -> None:
+    class Workflow(schema.as_state_machine()):
+        def get_call_kwargs(self, case) -> dict:
+            return {"headers": {"Authorization": f"Token {fuzz_key}"}}
+
+        def validate_response(self, response, case, additional_checks=None, **kwargs) -> None:
+            case.validate_response(response, checks=CHECKS, transport_kwargs=kwargs or None)
+
+    Workflow.run(
+        settings=settings(
+            max_examples=SCENARIOS,
+            stateful_step_count=STEPS,
+            deadline=None,
+            derandomize=True,
+            suppress_health_check=list(HealthCheck),
+        )
     )
+
+
+def test_fields_that_can_be_null_are_documented_nullable(fuzz_key, service) -> None:
+    """A planned release has no stage, an incident opened by hand no release and no policy, a
+    pre-deployment checklist no stage: each answer validates against its documented schema."""
+    from werkzeug.test import Client
+
+    from apps.checklists.choices import ChecklistKind
+    from apps.checklists.models import Checklist
+    from apps.incidents.models import Incident
+    from apps.releases.models import Release
+    from rolloutdesk.wsgi import application
+
+    planned = Release.objects.get(version="2.0")
+    incident = Incident.objects.create(service=service, title="By hand")
+    Checklist.objects.create(release=planned, name="Before", kind=ChecklistKind.PRE_DEPLOYMENT)
+    service.default_plan = None
+    service.save(update_fields=["default_plan"])
+    client = Client(application)
+    headers = {"Authorization": f"Token {fuzz_key}"}
+    answers = [
+        ("/api/v1/releases/{id}/", f"/api/v1/releases/{planned.pk}/"),
+        ("/api/v1/releases/", "/api/v1/releases/"),
+        ("/api/v1/incidents/{id}/", f"/api/v1/incidents/{incident.pk}/"),
+        ("/api/v1/services/{slug}/", f"/api/v1/services/{service.slug}/"),
+        ("/api/v1/releases/{id}/checklists/", f"/api/v1/releases/{planned.pk}/checklists/"),
+    ]
+    for documented, path in answers:
+        response = client.get(path, headers=headers)
+        assert response.status_code == 200, (path, response.get_data(as_text=True)[:300])
+        body = response.get_data(as_text=True)
+        assert "null" in body, (path, body[:300])  # the case this checks is there
+        schema[documented]["GET"].validate_response(response)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from apps.checks import services as checks
+from apps.checks.providers import ProviderError
 from apps.releases.choices import BlockerKind, ReleaseStatus
 from apps.releases.models import Release, Stage
 
@@ -52,7 +53,17 @@ def check_traffic(release: Release, stage: Stage | None, now: datetime) -> list[
     """A stage with a minimum number of requests must have served them; shows progress and ETA."""
     if release.status != ReleaseStatus.IN_PROGRESS or stage is None or not stage.min_requests:
         return []
-    served = checks.traffic_served(release, stage, now)
+    try:
+        served = checks.traffic_served(release, stage, now)
+    except ProviderError as exc:
+        # Not "no traffic metric": the metric is there, its source is down or refuses the query.
+        return [
+            Blocker(
+                BlockerKind.TRAFFIC,
+                f"Stage {stage.name} needs {stage.min_requests:,} requests, but the traffic "
+                f"metric's source could not answer: {exc}",
+            )
+        ]
     if served is None:
         return [
             Blocker(

@@ -223,3 +223,33 @@ def test_a_fresh_stage_waits_amber_and_a_breach_turns_red(clock, production, err
     verdict = gate.evaluate(release)
     assert [b.kind for b in verdict.blockers] == ["metrics"]
     assert gate_light(verdict).colour == "red"
+
+
+def test_traffic_soak_with_its_source_down_says_the_source_failed(
+    clock, production, service, settings
+):
+    from apps.checks.choices import SourceKind
+    from apps.checks.models import MetricSource
+
+    settings.CHECKS_SQL_DATABASES = {}  # the monitoring database is not configured (any more)
+    requests = MetricDefinition.objects.create(
+        key="requests", name="Requests", kind=MetricKind.COUNTER, counts_traffic=True
+    )
+    MetricSource.objects.create(
+        metric=requests,
+        service=service,
+        kind=SourceKind.SQL,
+        database="monitoring",
+        query="SELECT now() AS at, 1 AS value",
+    )
+    plan = PlanFactory(slug="sql-down", stages=[("canary", 5, timedelta(0), False)])
+    plan.stages.update(min_requests=100)
+    release = make_release(service=service, plan=plan, environment=production)
+    transitions.start(release, actor=SYSTEM)
+    push(release, requests, [500], end=START + timedelta(minutes=1), count=None)
+    clock.shift(timedelta(minutes=2))
+
+    assert metric_blockers(release) == [
+        "Stage canary needs 100 requests, but the traffic metric's source could not answer: "
+        "No read-only database named 'monitoring' is configured."
+    ]

@@ -325,6 +325,7 @@ ADMIN_ACTIONS = {
         r: {"acknowledge_incidents", "resolve_incidents"} for r in (APPROVER, MANAGER, ROOT)
     },
     "incidents.NotificationDelivery": {r: {"resend_deliveries"} for r in (MANAGER, ROOT)},
+    "outbox.Message": {r: {"send_again"} for r in (MANAGER, ROOT)},
     "releases.Release": {
         r: {"start_releases", "advance_releases", "force_advance_releases", "pause_releases",
             "resume_releases", "rollback_releases", "abort_releases", "run_metric_checks"}

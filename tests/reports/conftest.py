@@ -25,7 +25,7 @@ from apps.signoffs import asking
 from apps.signoffs import services as signoffs
 from apps.signoffs.choices import Decision
 from apps.signoffs.models import SignOffRule
-from tests.factories import PlanFactory, make_release
+from tests.factories import PlanFactory, UserFactory, make_release
 
 GENERATED_AT = "2026-11-23 09:00:00+00:00"
 SYSTEM = Actor.system("metric-checks")
@@ -110,6 +110,9 @@ def week(service, other_service, production, rita, rita_actor, alice):
         warning_threshold=0.025,
         dry_run=True,
     )
+
+    # The releases' author has an account: an author matching nobody would hold the gate.
+    UserFactory(username="carol")
 
     def release(svc, version, env=production, commit_time=None, sha="", plan=None):
         with at("2026-11-01 00:00"):

@@ -22,6 +22,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             body["blockers"] = [b.as_dict() for b in exc.blockers]
         return Response(body, status=status.HTTP_409_CONFLICT)
     if isinstance(exc, DjangoValidationError):
-        body = exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
+        # Per-field errors name their fields; a whole-object error is one sentence, like
+        # every other "detail" the API answers (several are joined, never a bare list).
+        body = (
+            exc.message_dict if hasattr(exc, "error_dict") else {"detail": " ".join(exc.messages)}
+        )
         return Response(body, status=status.HTTP_400_BAD_REQUEST)
     return drf_exception_handler(exc, context)

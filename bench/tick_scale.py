@@ -90,10 +90,10 @@ def main() -> None:
               f"{data['seconds']:.1f}s")  # fmt: skip
         with connection.cursor() as cursor:
             if args.without_claim_index:
-                cursor.execute("DROP INDEX IF EXISTS hardening_checkrun_claim")
+                cursor.execute("DROP INDEX IF EXISTS checkrun_claim")
             else:  # a previous run --without-claim-index dropped it behind migrate's back
                 cursor.execute(
-                    "CREATE INDEX IF NOT EXISTS hardening_checkrun_claim ON checks_checkrun "
+                    "CREATE INDEX IF NOT EXISTS checkrun_claim ON checks_checkrun "
                     "(claim) WHERE claim IS NOT NULL"
                 )
         if args.history_minutes:

@@ -67,7 +67,6 @@ INSTALLED_APPS = [
     "apps.demo",
     "apps.pages",
     "apps.reports",
-    "apps.hardening",
 ]
 
 MIDDLEWARE = [
@@ -75,15 +74,15 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # NUL in a query-string or form value, a body over the limit: 400 / 413 naming it.
-    "apps.hardening.middleware.BadInputMiddleware",
-    "apps.hardening.throttling.FailedAuthThrottleMiddleware",
+    "apps.core.middleware.BadInputMiddleware",
+    "apps.api.throttling.FailedAuthThrottleMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "apps.hardening.middleware.DatabaseUnavailableMiddleware",
+    "apps.core.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "rolloutdesk.urls"
@@ -146,8 +145,8 @@ STORAGES = {
     },
 }
 
-# The styled sign-in page (apps/signoffs urls, templates/signoffs/login.html): the pages and the
-# sign-off page share it; the admin keeps its own.
+# The styled sign-in page (apps/pages/signoff_urls.py, templates/signoffs/login.html): the pages
+# and the sign-off page share it; the admin keeps its own.
 LOGIN_URL = "signoffs:login"
 # Where signing in lands without ?next=: the dashboard (Django's default, /accounts/profile/,
 # is no page here). The admin's own form always posts next=/admin/.
@@ -201,7 +200,7 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": 3000},
     },
     "signoffs-sweep": {
-        "task": "apps.signoffs.tasks.sweep",
+        "task": "apps.rollouts.tasks.signoffs_sweep",
         "schedule": 60.0,
         "options": {"expires": 55},
     },
@@ -277,7 +276,7 @@ INCIDENTS_DELIVERY_MAX_ATTEMPTS = env.int("INCIDENTS_DELIVERY_MAX_ATTEMPTS", def
 # Attempts per report email before it stays failed for a person to send again from the admin.
 REPORTS_DELIVERY_MAX_ATTEMPTS = env.int("REPORTS_DELIVERY_MAX_ATTEMPTS", default=8)
 
-# --- hardening -----------------------------------------------------------------------------
+# --- rate limits and the bench floor -------------------------------------------------------
 # Mount /bench/floor/ (a constant JSON view, the benchmarks' framework floor). Off in production.
 BENCH_FLOOR_VIEW = env.bool("BENCH_FLOOR_VIEW", default=False)
 # Failed sign-ins and invalid API tokens one address may send per window before it gets 429.
@@ -330,7 +329,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "apps.api.schema.AutoSchema",
     "EXCEPTION_HANDLER": "apps.api.errors.exception_handler",
     # Requests per minute per token, person or address (429 with Retry-After beyond).
-    "DEFAULT_THROTTLE_CLASSES": ["apps.hardening.throttling.ApiRateThrottle"],
+    "DEFAULT_THROTTLE_CLASSES": ["apps.api.throttling.ApiRateThrottle"],
     # API_RATE_LIMIT="" turns it off (the benchmarks do, to measure the API itself).
     "DEFAULT_THROTTLE_RATES": {"api": env("API_RATE_LIMIT", default="6000/minute") or None},
 }

@@ -12,10 +12,10 @@ urlpatterns = [
     path("", include("apps.pages.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("apps.api.urls")),
-    path("", include("apps.signoffs.urls")),
+    path("", include("apps.pages.signoff_urls")),
     path("", include("apps.incidents.urls")),
     path("", include("apps.reports.urls")),
 ]
 
 if settings.BENCH_FLOOR_VIEW:
-    urlpatterns.append(path("", include("apps.hardening.urls")))
+    urlpatterns.append(path("", include("apps.core.urls")))

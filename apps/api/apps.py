@@ -8,4 +8,5 @@ class ApiConfig(AppConfig):
     label = "api"
 
     def ready(self) -> None:
-        from . import schema  # noqa: F401  (registers the OpenAPI auth extension)
+        # Imported for what they register: the rate-limit deploy check, the OpenAPI auth extension.
+        from . import checks, schema  # noqa: F401

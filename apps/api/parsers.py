@@ -6,7 +6,7 @@ What is refused, wherever it is in the document (key or value):
 - a NUL character (PostgreSQL text and jsonb cannot store one: psycopg raises DataError);
 - a lone UTF-16 surrogate such as "\\ud800" (not encodable as UTF-8: the driver fails);
 - an integer outside a 64-bit column's range, and a number too large for a float (1e400).
-The body's size is Django's DATA_UPLOAD_MAX_MEMORY_SIZE (the hardening middleware answers 413).
+The body's size is Django's DATA_UPLOAD_MAX_MEMORY_SIZE (apps/core/middleware.py answers 413).
 """
 
 from __future__ import annotations

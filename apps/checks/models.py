@@ -373,7 +373,13 @@ class CheckRun(models.Model):
                 fields=["release", "slot"], condition=Q(slot__isnull=False), name="checkrun_slot"
             ),
         ]
-        indexes = [models.Index(fields=["release", "-started_at"], name="checkrun_release")]
+        indexes = [
+            models.Index(fields=["release", "-started_at"], name="checkrun_release"),
+            # The tick reads back the runs it claimed (`slot = … AND claim = …`); the unique
+            # constraint leads with the release, so without this that read scans every run ever
+            # recorded (bench/tick_scale.py --history-minutes). Partial: manual runs have no claim.
+            models.Index(fields=["claim"], condition=Q(claim__isnull=False), name="checkrun_claim"),
+        ]
 
     def __str__(self) -> str:
         return f"Checks of {self.release_id} at {self.started_at:%Y-%m-%d %H:%M}"

@@ -69,7 +69,7 @@ def test_failed_sign_ins_are_cut_off_with_429(limits):
 
 
 def test_the_api_answers_429_past_its_rate_per_token(monkeypatch, token_key, service):
-    from apps.hardening.throttling import ApiRateThrottle
+    from apps.api.throttling import ApiRateThrottle
 
     original = ApiRateThrottle.__init__
 
@@ -153,14 +153,14 @@ def test_check_deploy_warns_when_the_counters_are_per_process(tmp_path):
     }
     for cache_url in ("locmemcache://", "dummycache://"):
         result = manage(["check", "--deploy"], {**production, "CACHE_URL": cache_url}, tmp_path)
-        assert "hardening.W001" in result.stderr + result.stdout, cache_url
+        assert "api.W001" in result.stderr + result.stdout, cache_url
     shared = manage(
         ["check", "--deploy"], {**production, "CACHE_URL": "redis://h:6379/2"}, tmp_path
     )
-    assert "hardening.W001" not in shared.stderr + shared.stdout
+    assert "api.W001" not in shared.stderr + shared.stdout
     # Without --deploy (a developer's runserver) nothing is said.
     local = manage(["check"], {**production, "CACHE_URL": "locmemcache://"}, tmp_path)
-    assert "hardening.W001" not in local.stderr + local.stdout
+    assert "api.W001" not in local.stderr + local.stdout
 
 
 @pytest.mark.skipif(

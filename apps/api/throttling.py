@@ -21,6 +21,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 
+from .authentication import TokenPrincipal
+
 logger = logging.getLogger(__name__)
 
 LOGIN_PATHS = ("/accounts/login/", "/admin/login/")
@@ -158,8 +160,6 @@ def parse_rate(rate: str) -> tuple[int, int]:
 
 
 def _caller(request: Any) -> str:
-    from apps.api.authentication import TokenPrincipal
-
     user = getattr(request, "user", None)
     if isinstance(user, TokenPrincipal):
         return f"token-{user.token.pk}"

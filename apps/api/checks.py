@@ -28,6 +28,6 @@ def rate_limits_are_shared(app_configs: Any = None, **kwargs: Any) -> list[Warni
             hint="Use a Redis broker (its server then holds the counters) or set CACHE_URL to a "
             "shared cache, e.g. redis://host:6379/2 or dbcache://rolloutdesk_cache after "
             "`manage.py createcachetable` (docs/security.md).",
-            id="hardening.W001",
+            id="api.W001",
         )
     ]

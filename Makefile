@@ -42,6 +42,8 @@ env:
 
 # DEBUG defaults to true here too, for a .env of your own that does not set it.
 run: export DEBUG ?= true
+# Links in emails point at the server this starts.
+run: export SITE_URL ?= http://127.0.0.1:$(PORT)
 run: env install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py load_demo

@@ -271,6 +271,9 @@ class Command(BaseCommand):
                     "owner_team": team,
                     "default_plan": plans[plan_slug],
                     "description": description,
+                    # Someone hears of every transition: the worker prints the emails (console
+                    # backend) and the admin's Outgoing messages lists them.
+                    "notification_emails": f"{slug}-releases@example.com",
                 },
             )[0]
             for slug, name, team, plan_slug, description in SERVICES

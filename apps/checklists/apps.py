@@ -7,3 +7,10 @@ class ChecklistsConfig(AppConfig):
     name = "apps.checklists"
     label = "checklists"
     verbose_name = "Checklists"
+
+    def ready(self) -> None:
+        from apps.releases import gate_checks
+
+        from .gate import check_checklists
+
+        gate_checks.register("checklists", check_checklists)

@@ -15,9 +15,8 @@ from django.db.models import Prefetch
 from apps.checklists.choices import ChecklistKind
 from apps.checklists.models import Checklist, ChecklistItem
 from apps.releases.choices import BlockerKind, ReleaseStatus
+from apps.releases.gate_checks import Blocker
 from apps.releases.models import Release, Stage
-
-from .blockers import Blocker
 
 # How many open items a blocker names before it says "and N more".
 FIRST_OPEN_SHOWN = 3

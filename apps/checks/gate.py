@@ -2,28 +2,29 @@
 
 A running release may leave its stage only when every (non dry-run) criterion watching the stage
 has passed at least once over the soak window with no warn or fail in it, and when the stage has
-served its minimum number of requests.
+served its minimum number of requests. Registered with the gate in apps.py.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from apps.checks import services as checks
-from apps.checks.providers import ProviderError
 from apps.releases.choices import BlockerKind, ReleaseStatus
+from apps.releases.gate_checks import Blocker
 from apps.releases.models import Release, Stage
 
-from .blockers import Blocker
+from .providers import ProviderError
+from .selection import stage_criteria
+from .standing import standings, traffic_served
 
 
 def check_metrics(release: Release, stage: Stage | None, now: datetime) -> list[Blocker]:
     """One blocker per criterion failing, warning or without a pass during the stage's soak."""
     if release.status != ReleaseStatus.IN_PROGRESS or stage is None:
         return []
-    criteria = [c for c in checks.stage_criteria(release, stage) if not c.dry_run]
+    criteria = [c for c in stage_criteria(release, stage) if not c.dry_run]
     blockers = []
-    for standing in checks.standings(release, stage, criteria, now):
+    for standing in standings(release, stage, criteria, now):
         if standing.ok:
             continue
         criterion, latest = standing.criterion, standing.latest
@@ -54,7 +55,7 @@ def check_traffic(release: Release, stage: Stage | None, now: datetime) -> list[
     if release.status != ReleaseStatus.IN_PROGRESS or stage is None or not stage.min_requests:
         return []
     try:
-        served = checks.traffic_served(release, stage, now)
+        served = traffic_served(release, stage, now)
     except ProviderError as exc:
         # Not "no traffic metric": the metric is there, its source is down or refuses the query.
         return [

@@ -11,9 +11,8 @@ from datetime import datetime
 
 from apps.incidents.models import Incident
 from apps.releases.choices import BlockerKind, ReleaseStatus
+from apps.releases.gate_checks import Blocker
 from apps.releases.models import Release, Stage
-
-from .blockers import Blocker
 
 
 def check_incidents(release: Release, stage: Stage | None, now: datetime) -> list[Blocker]:

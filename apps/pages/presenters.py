@@ -12,11 +12,12 @@ from urllib.parse import quote
 from django.urls import NoReverseMatch, reverse
 
 from apps.checklists.choices import ChecklistKind
+from apps.checklists.gate import gates_now
 from apps.checklists.models import Checklist
 from apps.releases.choices import BlockerKind, EventVerb, ReleaseStatus
+from apps.releases.gate_checks import Blocker
 from apps.releases.models import Event, Release, Stage
-from apps.rollouts.gate import Blocker, Verdict
-from apps.rollouts.gate_checklists import gates_now
+from apps.rollouts.gate import Verdict
 from apps.rollouts.transitions import FORCE_PERM, OPERATE_PERM, allowed_actions
 
 # Where on the release page (or elsewhere) each kind of blocker is resolved.

@@ -1,7 +1,9 @@
 """The sign-off page reached from the request email: see the gate, say go or no-go.
 
-An entry point like the API: it asks the gate (apps.rollouts) for the blockers it shows. GET only
-reads (mail scanners prefetch links); every change is a CSRF-protected POST.
+A page like the release page: it asks the gate (apps.rollouts) for the blockers it shows and the
+sign-offs app for the rest. Its URLs keep the "signoffs" namespace (signoff_urls.py), so the
+emailed links stay as they were. GET only reads (mail scanners prefetch links); every change is
+a CSRF-protected POST.
 """
 
 from __future__ import annotations
@@ -21,9 +23,8 @@ from django.views.decorators.http import require_http_methods
 from apps.core.actors import Actor
 from apps.releases.models import Release
 from apps.rollouts import gate
-
-from . import asking, services
-from .choices import Decision
+from apps.signoffs import asking, services
+from apps.signoffs.choices import Decision
 
 OPERATE_PERM = "releases.operate_release"
 LOGIN_URL = reverse_lazy("signoffs:login")

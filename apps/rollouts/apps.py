@@ -8,4 +8,12 @@ class RolloutsConfig(AppConfig):
     label = "rollouts"
 
     def ready(self) -> None:
+        from apps.releases import gate_checks
+
         from . import messages  # noqa: F401 (declares this app's emails to the outbox)
+        from .gate import check_soak, check_status
+        from .gate_running import check_running_release
+
+        gate_checks.register("status", check_status)
+        gate_checks.register("running_release", check_running_release)
+        gate_checks.register("soak", check_soak)

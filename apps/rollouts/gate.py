@@ -1,31 +1,38 @@
 """The gate: the one answer to "may this release leave its current step?".
 
 The API's gate endpoint, the admin, the auto-advance tick and the emails all call `evaluate`.
-Each check is a function `(release, stage, now) -> list[Blocker]`; a feature adds its check in a
-module of its own under apps/rollouts/ (importing Blocker from .blockers) and lists it in CHECKS.
-`stage` is the current stage while the release runs or is paused, None while it is planned (the
-step is then "start").
+Each check is a function `(release, stage, now) -> list[Blocker]` (apps/releases/gate_checks.py);
+the app that owns what it reads registers it there in its AppConfig.ready() — checklists,
+sign-offs and freezes, metric checks and traffic, incidents — and rollouts registers its own
+(status, the one running release, soak). `evaluate` runs them in ORDER. `stage` is the current
+stage while the release runs or is paused, None while it is planned (the step is then "start").
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.utils import timezone
 
+from apps.releases import gate_checks
 from apps.releases.choices import BlockerKind, ReleaseStatus
+from apps.releases.gate_checks import Blocker
 from apps.releases.models import Release, Stage
 
-from .blockers import Blocker
-from .gate_checklists import check_checklists
-from .gate_incidents import check_incidents
-from .gate_metrics import check_metrics, check_traffic
-from .gate_running import check_running_release
-from .gate_signoffs import check_freeze, check_signoffs
-
-__all__ = ["Blocker", "Verdict", "evaluate", "CHECKS"]
+# The order the registered checks run in, by the names they register under: the blockers are
+# listed in this order (the pages, CI and the emails show them so).
+ORDER = (
+    "status",
+    "running_release",
+    "soak",
+    "checklists",
+    "signoffs",
+    "freeze",
+    "metrics",
+    "traffic",
+    "incidents",
+)
 
 
 @dataclass
@@ -46,9 +53,6 @@ class Verdict:
         if self.can_advance:
             return "green"
         return "; ".join(b.detail for b in self.blockers)
-
-
-Check = Callable[[Release, Stage | None, datetime], list[Blocker]]
 
 
 def _format_duration(delta: timedelta) -> str:
@@ -90,19 +94,6 @@ def check_soak(release: Release, stage: Stage | None, now: datetime) -> list[Blo
     return []
 
 
-CHECKS: list[Check] = [
-    check_status,
-    check_running_release,
-    check_soak,
-    check_checklists,
-    check_signoffs,
-    check_freeze,
-    check_metrics,
-    check_traffic,
-    check_incidents,
-]
-
-
 def evaluate(release: Release, *, now: datetime | None = None) -> Verdict:
     """Return the gate's verdict and every blocker, for the step the release would take next."""
     now = now or timezone.now()
@@ -115,6 +106,6 @@ def evaluate(release: Release, *, now: datetime | None = None) -> Verdict:
     else:
         step = ""
     blockers: list[Blocker] = []
-    for check in CHECKS:
+    for check in gate_checks.in_order(ORDER):
         blockers.extend(check(release, stage, now))
     return Verdict(release=release, step=step, stage=stage, blockers=blockers)

@@ -17,9 +17,8 @@ from datetime import datetime
 from typing import Any
 
 from apps.releases.choices import BlockerKind, ReleaseStatus
+from apps.releases.gate_checks import Blocker
 from apps.releases.models import Release, Stage
-
-from .blockers import Blocker
 
 
 @dataclass(frozen=True)

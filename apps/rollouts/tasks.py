@@ -6,8 +6,10 @@ import logging
 
 from celery import shared_task
 
-from .analysis import run_checks
-from .ticks import auto_advance_due
+from apps.signoffs import asking
+
+from .breach_response import run_checks
+from .ticks import auto_advance_due, request_signoffs_when_ready
 
 logger = logging.getLogger(__name__)
 
@@ -32,3 +34,12 @@ def tick() -> dict[str, int]:
         "held": report.held,
         "skipped": report.skipped,
     }
+
+
+@shared_task
+def signoffs_sweep() -> dict[str, int]:
+    """Every minute: ask for sign-offs on gates that wait only for them, and send reminders."""
+    # Here, not in apps.signoffs: asking reads the gate, which sits above the sign-offs app.
+    asked = request_signoffs_when_ready()
+    reminded = asking.remind_due()
+    return {"gates_asked": asked, "people_reminded": len(reminded)}

@@ -1,6 +1,7 @@
 """Go / no-go sign-offs on stage gates, and change-freeze windows.
 
-Layering: models, choices, quorum and services import only apps.releases and apps.core. The entry
-points (views, tasks, urls, admin) sit on top like the API does, and may call the gate in
-apps.rollouts; apps.rollouts.gate_signoffs turns our state into gate blockers.
+Layering: this app imports apps.releases and the base apps (core, jobs, outbox), never
+apps.rollouts: gate.py turns our state into gate blockers and registers them with the gate
+(apps/releases/gate_checks.py). What needs the gate sits above: the sign-off page in apps.pages,
+the sweep that asks for sign-offs once a gate waits only for them in apps.rollouts.
 """

@@ -9,4 +9,10 @@ class SignoffsConfig(AppConfig):
     verbose_name = "Sign-offs and freezes"
 
     def ready(self) -> None:
+        from apps.releases import gate_checks
+
         from . import messages  # noqa: F401 (declares this app's emails to the outbox)
+        from .gate import check_freeze, check_signoffs
+
+        gate_checks.register("signoffs", check_signoffs)
+        gate_checks.register("freeze", check_freeze)

@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 User = get_user_model()
 
-# The kinds of gate blocker this app produces (see apps/rollouts/gate_signoffs.py).
+# The kinds of gate blocker this app produces (see apps/signoffs/gate.py).
 SIGNOFF_BLOCKER_KINDS = frozenset(
     {BlockerKind.SIGNOFF, BlockerKind.NO_GO, BlockerKind.AUTHOR_UNMATCHED}
 )
@@ -68,7 +68,7 @@ class GateStatus:
     rule: ReleaseSignOffRule
     assessment: Assessment
     # CI reported an author who matches no account, and the rule bars authors: nobody can tell
-    # whether a go comes from the author, so the gate holds (apps/rollouts/gate_signoffs.py).
+    # whether a go comes from the author, so the gate holds (apps/signoffs/gate.py).
     author_unmatched: bool = False
     history: list[SignOff] = field(default_factory=list)
 

@@ -35,11 +35,11 @@ from apps.reports.choices import DeliveryStatus as ReportDeliveryStatus
 from apps.reports.choices import Frequency
 from apps.reports.models import ReportChart, ReportDelivery, ReportSubscription
 from apps.reports.schedule import last_complete_period
+from apps.rollouts import tasks as rollout_tasks
 from apps.rollouts import transitions
-from apps.rollouts.analysis import run_checks
+from apps.rollouts.breach_response import run_checks
 from apps.rollouts.ticks import auto_advance_due
 from apps.signoffs import asking
-from apps.signoffs import tasks as signoff_tasks
 from apps.signoffs.choices import FreezeRecurrence, Weekday
 from apps.signoffs.models import FreezeWindow, SignOffRule
 from tests.checks.conftest import criterion, push
@@ -129,7 +129,7 @@ def test_signoff_sweep_asks_the_other_gates_when_one_release_cannot_be_judged(
     )
     assert poisoned.pk < healthy.pk  # the bad one comes first in the loop
 
-    result = run(signoff_tasks.sweep)
+    result = run(rollout_tasks.signoffs_sweep)
 
     assert result["gates_asked"] == 1
     assert [m.to for m in mailoutbox] == [["gail@example.com"]]
@@ -141,7 +141,7 @@ def test_signoff_sweep_asks_the_other_gates_when_one_release_cannot_be_judged(
     assert "check_freeze" in recorded.traceback
     assert JobRun.objects.get(job="signoffs.request").outcome == RunOutcome.ITEMS_FAILED
 
-    run(signoff_tasks.sweep)  # a minute later it fails again: the same row, counted
+    run(rollout_tasks.signoffs_sweep)  # a minute later it fails again: the same row, counted
     recorded.refresh_from_db()
     assert recorded.count == 2
     assert JobItemFailure.objects.count() == 1
@@ -164,7 +164,7 @@ def test_reminders_go_out_when_one_release_cannot_be_read(
             releases.append(
                 make_release(service=ServiceFactory(slug=slug), environment=production, plan=gated)
             )
-        run(signoff_tasks.sweep)
+        run(rollout_tasks.signoffs_sweep)
         assert len(mailoutbox) == 2
         mailoutbox.clear()
         poisoned, healthy = releases
@@ -177,7 +177,7 @@ def test_reminders_go_out_when_one_release_cannot_be_read(
 
         monkeypatch.setattr(asking, "gate_status", gate_status)
         clock.shift(timedelta(hours=4))
-        result = run(signoff_tasks.sweep)
+        result = run(rollout_tasks.signoffs_sweep)
 
     assert result["people_reminded"] == 1
     assert [m.to for m in mailoutbox] == [["hugo@example.com"]]

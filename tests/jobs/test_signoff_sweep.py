@@ -10,7 +10,7 @@ import time_machine
 from django.contrib.auth.models import Group
 
 from apps.jobs.models import JobItemFailure
-from apps.signoffs import tasks
+from apps.rollouts import tasks
 from apps.signoffs.models import SignOffRule
 from tests.factories import PlanFactory, ServiceFactory, UserFactory, make_release
 
@@ -41,7 +41,7 @@ def test_a_release_without_rules_neither_stops_the_requests_nor_the_reminders(
 
     def sweep() -> dict[str, int]:
         with django_capture_on_commit_callbacks(execute=True):
-            return tasks.sweep()
+            return tasks.signoffs_sweep()
 
     with time_machine.travel(T0, tick=False) as clock:
         assert sweep() == {"gates_asked": 1, "people_reminded": 0}

@@ -292,5 +292,5 @@ def test_ai_orchestra_runbook(cast, clock) -> None:
         "completed (100%)",
     ]
     # Every periodic job ran all along, and none of them failed on any row.
-    assert world.jobs_run["apps.signoffs.tasks.sweep"] > 100
+    assert world.jobs_run["apps.rollouts.tasks.signoffs_sweep"] > 100
     assert not JobItemFailure.objects.exists(), list(JobItemFailure.objects.values())

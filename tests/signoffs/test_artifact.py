@@ -115,11 +115,11 @@ def test_the_artifact_endpoint_refuses_bad_input_and_foreign_tokens(
 def test_after_a_new_commit_people_are_asked_again(
     signed, erin, paul, mailoutbox, django_capture_on_commit_callbacks
 ):
-    from apps.signoffs import tasks
+    from apps.rollouts import tasks
 
     services.change_commit(signed, commit_sha=NEW, actor=Actor.system("tests"))
     with django_capture_on_commit_callbacks(execute=True):
-        tasks.sweep()
+        tasks.signoffs_sweep()
     assert sorted(m.to[0] for m in mailoutbox) == ["erin@example.com", "paul@example.com"]
 
 

@@ -14,7 +14,8 @@ from django.db import connection
 
 from apps.releases.choices import EventVerb
 from apps.releases.models import Release
-from apps.signoffs import services, tasks
+from apps.rollouts import tasks
+from apps.signoffs import services
 from apps.signoffs.choices import Decision
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -42,12 +43,12 @@ def test_two_sweeps_at_once_ask_and_remind_each_person_once(
 ):
     settings.SIGNOFF_REMINDER_HOURS = 2
     with time_machine.travel(T0, tick=False) as clock:
-        twice_at_once(lambda _: tasks.sweep())
+        twice_at_once(lambda _: tasks.signoffs_sweep())
         assert sorted(m.to[0] for m in mail.outbox) == ["erin@example.com", "paul@example.com"]
         mail.outbox.clear()
 
         clock.shift(timedelta(hours=2))
-        twice_at_once(lambda _: tasks.sweep())
+        twice_at_once(lambda _: tasks.signoffs_sweep())
         assert sorted(m.to[0] for m in mail.outbox) == ["erin@example.com", "paul@example.com"]
         assert all(m.subject.startswith("Reminder:") for m in mail.outbox)
 

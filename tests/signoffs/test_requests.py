@@ -11,8 +11,8 @@ from apps.core.actors import Actor
 from apps.outbox import tasks as outbox_tasks
 from apps.outbox.models import Message
 from apps.releases.choices import EventVerb
-from apps.rollouts import transitions
-from apps.signoffs import asking, services, tasks
+from apps.rollouts import tasks, transitions
+from apps.signoffs import asking, services
 from apps.signoffs.choices import Decision
 from apps.signoffs.models import SignOffRequest
 from tests.factories import EnvironmentFactory, PlanFactory, UserFactory, make_release
@@ -39,7 +39,7 @@ def sweep(django_capture_on_commit_callbacks):
 
     def run() -> dict[str, int]:
         with django_capture_on_commit_callbacks(execute=True):
-            return tasks.sweep()
+            return tasks.signoffs_sweep()
 
     return run
 

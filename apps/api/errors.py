@@ -9,11 +9,16 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from apps.core.scope import Refused
 from apps.rollouts.transitions import TransitionError, TransitionForbidden
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """403 for a forbidden transition, 409 for one not allowed now, 400 for invalid input."""
+    """403 for a forbidden transition or object, 409 for one not allowed now, 400 for invalid
+    input."""
+    if isinstance(exc, Refused):
+        # DRF answers a Django PermissionDenied with its stock sentence; this one says why.
+        return Response({"detail": exc.message}, status=status.HTTP_403_FORBIDDEN)
     if isinstance(exc, TransitionForbidden):
         return Response({"detail": exc.message}, status=status.HTTP_403_FORBIDDEN)
     if isinstance(exc, TransitionError):

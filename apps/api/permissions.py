@@ -1,4 +1,4 @@
-"""Who may read and act through the API."""
+"""Who may call an API view at all; which object they may have is apps.core.scope's question."""
 
 from __future__ import annotations
 
@@ -7,13 +7,30 @@ from typing import Any
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 
+from apps.core.scope import NO_PERMISSION
+
 from .authentication import TokenPrincipal
 
 
-class ReleasePermission(BasePermission):
-    """Tokens act within their services; people need view, add or operate permissions."""
+def person_perm(request: Request, view: Any) -> str | None:
+    """The permission a person needs for this request, from the view's `person_perms`: by the
+    viewset's action ("create"), else "write" for an unsafe method, else "read". None: any
+    signed-in person (the domain decides, e.g. who may sign)."""
+    perms: dict[str, str | None] = view.person_perms
+    action = getattr(view, "action", None)
+    if action in perms:
+        return perms[action]
+    if request.method not in SAFE_METHODS and "write" in perms:
+        return perms["write"]
+    return perms["read"]
 
-    message = "You do not have permission to do that."
+
+class TokenOrPersonMay(BasePermission):
+    """Tokens pass here and are held to their services on each object (apps.core.scope.get_for)
+    and list (scope_to_token); a person needs the view's permission: signing in alone shows
+    nothing (docs/security.md, "Roles")."""
+
+    message = NO_PERMISSION
 
     def has_permission(self, request: Request, view: Any) -> bool:
         user = request.user
@@ -21,30 +38,8 @@ class ReleasePermission(BasePermission):
             return True
         if not (user and user.is_authenticated):
             return False
-        if request.method in SAFE_METHODS:
-            return user.has_perm("releases.view_release")
-        if getattr(view, "action", None) == "create":
-            return user.has_perm("releases.add_release")
-        return user.has_perm("releases.operate_release")
-
-    def has_object_permission(self, request: Request, view: Any, obj: Any) -> bool:
-        user = request.user
-        if isinstance(user, TokenPrincipal):
-            if obj.service_id not in user.service_ids:
-                self.message = "This token may not act on this service's releases."
-                return False
-        return True
-
-
-class TokenOrPersonMay(BasePermission):
-    """Tokens read within their services (the view narrows its queryset); a person needs the
-    view's `person_perm`: signing in alone shows nothing (docs/security.md, "Roles")."""
-
-    def has_permission(self, request: Request, view: Any) -> bool:
-        user = request.user
-        if isinstance(user, TokenPrincipal):
-            return True
-        return bool(user and user.is_authenticated and user.has_perm(view.person_perm))
+        perm = person_perm(request, view)
+        return perm is None or user.has_perm(perm)
 
 
 def scope_to_token(queryset: Any, request: Request, field: str = "service_id") -> Any:

@@ -11,13 +11,13 @@ from django.db.models import Prefetch, QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.checks.models import enabled_criteria
+from apps.core.scope import check_service, get_for
 from apps.jobs import heartbeat
 from apps.releases.choices import ReleaseStatus
 from apps.releases.models import Release, RolloutPlan, Service, StageTemplate
@@ -27,7 +27,7 @@ from rolloutdesk.celery import app as celery_app
 
 from . import serializers as s
 from .authentication import TokenPrincipal, actor_for
-from .permissions import ReleasePermission, TokenOrPersonMay, scope_to_token
+from .permissions import TokenOrPersonMay, scope_to_token
 from .schema import CONFLICT
 
 logger = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ class ServiceViewSet(viewsets.ReadOnlyModelViewSet):
 
     serializer_class = s.ServiceSerializer
     permission_classes = [TokenOrPersonMay]
-    person_perm = "releases.view_service"
+    person_perms = {"read": "releases.view_service"}
     lookup_field = "slug"
 
     def get_queryset(self) -> QuerySet[Service]:
@@ -51,7 +51,7 @@ class PlanViewSet(viewsets.ReadOnlyModelViewSet):
 
     serializer_class = s.PlanSerializer
     permission_classes = [TokenOrPersonMay]
-    person_perm = "releases.view_rolloutplan"
+    person_perms = {"read": "releases.view_rolloutplan"}
     lookup_field = "slug"
     queryset = RolloutPlan.objects.prefetch_related(
         Prefetch("stages", queryset=StageTemplate.objects.order_by("position")),
@@ -109,14 +109,19 @@ class ReleaseViewSet(
 ):
     """Releases: register, read, move through their stages, ask the gate."""
 
-    permission_classes = [ReleasePermission]
+    permission_classes = [TokenOrPersonMay]
+    person_perms = {
+        "read": "releases.view_release",
+        "create": "releases.add_release",
+        "write": "releases.operate_release",
+    }
     filterset_class = ReleaseFilter
 
     def get_queryset(self) -> QuerySet[Release]:
         qs = Release.objects.with_related()
         if self.action == "list":
             # A token lists its own services' releases; asking for one of another service by
-            # id answers 403 (below, in the object permission), not a misleading 404.
+            # id answers 403 (get_object, apps.core.scope), not a misleading 404.
             return scope_to_token(qs, self.request)
         if self.action == "retrieve":
             return qs.prefetch_related("stages")
@@ -128,6 +133,12 @@ class ReleaseViewSet(
         if self.action == "retrieve":
             return s.ReleaseDetailSerializer
         return s.ReleaseSerializer
+
+    def get_object(self) -> Release:
+        """The release of the URL, if this caller may have it (404, or 403 for another
+        service's token)."""
+        queryset = self.filter_queryset(self.get_queryset())
+        return get_for(actor_for(self.request), queryset, pk=self.kwargs["pk"])
 
     def _reload(self, release: Release) -> Release:
         return Release.objects.with_related().prefetch_related("stages").get(pk=release.pk)
@@ -142,8 +153,8 @@ class ReleaseViewSet(
         body.is_valid(raise_exception=True)
         data = body.validated_data
         service = data["service"]
-        if isinstance(request.user, TokenPrincipal) and service.pk not in request.user.service_ids:
-            raise PermissionDenied(f"This token may not register releases of {service.slug!r}.")
+        refusal = f"This token may not register releases of {service.slug!r}."
+        check_service(actor_for(request), service.pk, "releases", refusal)
         user = None if isinstance(request.user, TokenPrincipal) else request.user
         release, created = register_release(
             service=service,

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.db.models import Prefetch
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.exceptions import PermissionDenied
-from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -22,37 +17,26 @@ from apps.checklists.services import (
     report_check,
     set_item_state,
 )
+from apps.core.scope import get_for
 from apps.releases.models import Release
 from apps.rollouts import gate
 
 from . import serializers_checklists as s
-from .authentication import TokenPrincipal, actor_for
+from .authentication import actor_for
+from .permissions import TokenOrPersonMay
 from .schema import CONFLICT
 from .serializers import gate_payload
 
 
-class _TokenOrPerson(BasePermission):
-    """Tokens act within their services (checked on the release); people need to view releases."""
-
-    def has_permission(self, request: Request, view: Any) -> bool:
-        user = request.user
-        if isinstance(user, TokenPrincipal):
-            return True
-        return bool(user and user.is_authenticated and user.has_perm("releases.view_release"))
-
-
 def _release_for(request: Request, pk: int) -> Release:
-    release = get_object_or_404(Release.objects.with_related(), pk=pk)
-    user = request.user
-    if isinstance(user, TokenPrincipal) and release.service_id not in user.service_ids:
-        raise PermissionDenied("This token may not act on this service's releases.")
-    return release
+    return get_for(actor_for(request), Release.objects.with_related(), pk=pk)
 
 
 class ReleaseChecklistsView(APIView):
     """The release's checklists with their items, progress and who ticked what."""
 
-    permission_classes = [_TokenOrPerson]
+    permission_classes = [TokenOrPersonMay]
+    person_perms = {"read": "releases.view_release"}
 
     @extend_schema(responses={200: s.ChecklistSerializer(many=True)})
     def get(self, request: Request, pk: int) -> Response:
@@ -71,7 +55,9 @@ class ReleaseChecklistsView(APIView):
 class ReleaseChecksView(APIView):
     """CI reports an automated item: passed ticks it, passed=false unticks it; all is recorded."""
 
-    permission_classes = [_TokenOrPerson]
+    permission_classes = [TokenOrPersonMay]
+    # Whether a person may tick is the checklists service's question (automated items: CI's).
+    person_perms = {"read": "releases.view_release"}
 
     @extend_schema(
         request=s.CheckReportSerializer,

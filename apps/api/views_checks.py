@@ -5,32 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import PermissionDenied
-from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.checks import services as checks
 from apps.checks.samples import MAX_SAMPLES, SampleBatchError, ingest
+from apps.checks.selection import stage_criteria
+from apps.checks.standing import latest_results
+from apps.core.scope import get_for
 from apps.releases.models import Release
 
 from . import parsers
 from . import serializers_checks as s
-from .authentication import TokenPrincipal
-
-
-class _TokenOrPerm(BasePermission):
-    """Tokens act within their services (checked per item); people need the view's permission."""
-
-    def has_permission(self, request: Request, view: Any) -> bool:
-        user = request.user
-        if isinstance(user, TokenPrincipal):
-            return True
-        return bool(user and user.is_authenticated and user.has_perm(view.person_perm))
+from .authentication import TokenPrincipal, actor_for
+from .permissions import TokenOrPersonMay
 
 
 def max_body_bytes() -> int:
@@ -40,8 +30,9 @@ def max_body_bytes() -> int:
 class SamplesView(APIView):
     """Push metric samples: all or nothing, up to 10,000 per request."""
 
-    permission_classes = [_TokenOrPerm]
-    person_perm = "checks.add_sample"
+    # A token's samples are held to its services item by item, by ingest.
+    permission_classes = [TokenOrPersonMay]
+    person_perms = {"read": "checks.add_sample"}
 
     @extend_schema(
         request={"application/json": {"type": "array", "items": {"type": "object"}}},
@@ -90,17 +81,14 @@ def _too_big(size: int, limit: int) -> Response:
 class LatestChecksView(APIView):
     """Each criterion's latest verdict and value for a release."""
 
-    permission_classes = [_TokenOrPerm]
-    person_perm = "releases.view_release"
+    permission_classes = [TokenOrPersonMay]
+    person_perms = {"read": "releases.view_release"}
 
     @extend_schema(responses={200: s.LatestChecksSerializer})
     def get(self, request: Request, pk: int) -> Response:
-        release = get_object_or_404(Release.objects.with_related(), pk=pk)
-        user = request.user
-        if isinstance(user, TokenPrincipal) and release.service_id not in user.service_ids:
-            raise PermissionDenied("This token may not read this service's releases.")
-        results = {r.criterion_id: r for r in checks.latest_results(release)}
-        watching = checks.stage_criteria(release, release.current_stage)
+        release = get_for(actor_for(request), Release.objects.with_related(), pk=pk)
+        results = {r.criterion_id: r for r in latest_results(release)}
+        watching = stage_criteria(release, release.current_stage)
         criteria = {c.pk: c for c in watching}
         for result in results.values():
             criteria.setdefault(result.criterion_id, result.criterion)

@@ -10,15 +10,14 @@ from typing import Any
 
 import django_filters
 from django.db.models import QuerySet
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
-from rest_framework.exceptions import PermissionDenied
-from rest_framework.permissions import BasePermission, IsAuthenticated
+from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.core.scope import get_for
 from apps.incidents import alertmanager, lifecycle
 from apps.incidents.choices import IncidentSource, IncidentStatus, Severity
 from apps.incidents.models import Incident, IncidentEvent
@@ -26,25 +25,11 @@ from apps.incidents.models import Incident, IncidentEvent
 from . import serializers_incidents as s
 from .authentication import ServiceTokenAuthentication, TokenPrincipal, actor_for
 from .parsers import JSONParser
-from .permissions import scope_to_token
+from .permissions import TokenOrPersonMay, scope_to_token
 from .schema import CONFLICT
 
 VIEW_PERM = "incidents.view_incident"
 ADD_PERM = "incidents.add_incident"
-
-
-class IncidentPermission(BasePermission):
-    """Tokens act within their services; people need to view (GET) or open (POST) incidents."""
-
-    def has_permission(self, request: Request, view: Any) -> bool:
-        user = request.user
-        if isinstance(user, TokenPrincipal):
-            return True
-        if not (user and user.is_authenticated):
-            return False
-        if request.method == "POST":
-            return user.has_perm(ADD_PERM)
-        return user.has_perm(VIEW_PERM)
 
 
 class IncidentFilter(django_filters.FilterSet):
@@ -70,7 +55,8 @@ class IncidentListView(generics.ListCreateAPIView):
     """GET: incidents, newest first (filters: service, status, severity, source, release).
     POST: open an incident by hand; its service's escalation policy pages L1 at once."""
 
-    permission_classes = [IncidentPermission]
+    permission_classes = [TokenOrPersonMay]
+    person_perms = {"read": VIEW_PERM, "write": ADD_PERM}
     filterset_class = IncidentFilter
     serializer_class = s.IncidentSerializer
 
@@ -98,17 +84,14 @@ class IncidentListView(generics.ListCreateAPIView):
 
 
 def _incident_for(request: Request, pk: int) -> Incident:
-    incident = get_object_or_404(Incident.objects.select_related("service", "policy"), pk=pk)
-    user = request.user
-    if isinstance(user, TokenPrincipal) and incident.service_id not in user.service_ids:
-        raise PermissionDenied("This token may not act on this service's incidents.")
-    return incident
+    return get_for(actor_for(request), Incident.objects.select_related("service", "policy"), pk=pk)
 
 
 class IncidentDetailView(APIView):
     """GET: one incident with its whole timeline."""
 
-    permission_classes = [IncidentPermission]
+    permission_classes = [TokenOrPersonMay]
+    person_perms = {"read": VIEW_PERM}
 
     @extend_schema(responses={200: s.IncidentDetailSerializer})
     def get(self, request: Request, pk: int) -> Response:
@@ -126,7 +109,8 @@ class IncidentActionView(APIView):
     """
 
     # Whether a person may respond is the lifecycle's question (role, or paged for it).
-    permission_classes = [IsAuthenticated]
+    permission_classes = [TokenOrPersonMay]
+    person_perms: dict[str, str | None] = {"read": None}
     action_name = ""
 
     @extend_schema(

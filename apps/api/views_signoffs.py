@@ -4,41 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.exceptions import PermissionDenied
-from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.core.scope import NO_PERMISSION, Refused, get_for
 from apps.releases.models import Release
 from apps.signoffs import services
 
 from . import serializers_signoffs as s
 from .authentication import TokenPrincipal, actor_for
-
-
-class _ReleaseScoped(BasePermission):
-    """Tokens act within their services; people need the permission the view names."""
-
-    def has_permission(self, request: Request, view: Any) -> bool:
-        user = request.user
-        if isinstance(user, TokenPrincipal):
-            return True
-        if not (user and user.is_authenticated):
-            return False
-        perm = view.person_perms.get(request.method, "releases.view_release")
-        return perm is None or user.has_perm(perm)
+from .permissions import TokenOrPersonMay
 
 
 def _release_for(request: Request, pk: int) -> Release:
-    release = get_object_or_404(Release.objects.with_related(), pk=pk)
-    user = request.user
-    if isinstance(user, TokenPrincipal) and release.service_id not in user.service_ids:
-        raise PermissionDenied("This token may not act on this service's releases.")
-    return release
+    return get_for(actor_for(request), Release.objects.with_related(), pk=pk)
 
 
 def _payload(release: Release) -> dict[str, Any]:
@@ -59,16 +42,16 @@ def _signoffs_of(request: Request, pk: int) -> Release:
         release, request.user
     ):
         # Before anything is judged: a refusal says nothing of the gate or who signs it.
-        raise PermissionDenied("You do not have permission to do that.")
+        raise Refused(NO_PERMISSION)
     return release
 
 
 class ReleaseSignOffsView(APIView):
     """GET: the release's sign-offs and what its gate still needs. POST: a person signs."""
 
-    permission_classes = [_ReleaseScoped]
+    permission_classes = [TokenOrPersonMay]
     # Reading and signing are for whoever may see the release's sign-offs (_signoffs_of).
-    person_perms: dict[str, str | None] = {"GET": None, "POST": None}
+    person_perms: dict[str, str | None] = {"read": None}
 
     @extend_schema(responses={200: s.SignOffsSerializer})
     def get(self, request: Request, pk: int) -> Response:
@@ -95,8 +78,8 @@ class ReleaseSignOffsView(APIView):
 class ReleaseArtifactView(APIView):
     """POST: the release now deploys another commit; every sign-off given on the old one lapses."""
 
-    permission_classes = [_ReleaseScoped]
-    person_perms: dict[str, str | None] = {"POST": "releases.change_release"}
+    permission_classes = [TokenOrPersonMay]
+    person_perms = {"read": "releases.view_release", "write": "releases.change_release"}
 
     @extend_schema(request=s.ArtifactSerializer, responses={200: s.ArtifactResultSerializer})
     def post(self, request: Request, pk: int) -> Response:

@@ -7,6 +7,8 @@ it; a refusal is shown on the release page in words, with the HTTP status the AP
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
 from django.contrib import messages
@@ -20,6 +22,7 @@ from django.views.decorators.http import require_GET, require_POST
 from apps.checklists.models import ChecklistItem
 from apps.checklists.services import TICK_PERM, ChecklistError, ChecklistForbidden, set_item_state
 from apps.core.actors import Actor
+from apps.core.scope import Refused, check_perm, get_for
 from apps.releases.choices import ReleaseStatus
 from apps.releases.models import Release
 from apps.rollouts.transitions import (
@@ -45,8 +48,23 @@ def _forbidden(request: HttpRequest, message: str) -> HttpResponse:
     return render(request, "pages/forbidden.html", {"message": message}, status=403)
 
 
-def _release(pk: int) -> Release:
-    return get_object_or_404(Release.objects.with_related(), pk=pk)
+def _refusals_shown(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Show apps.core.scope's refusal on the pages' 403 page, in its words."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except Refused as exc:
+            return _forbidden(request, exc.message)
+
+    return wrapped
+
+
+def _release(request: HttpRequest, pk: int, perm: str | None, refusal: str = NO_VIEW) -> Release:
+    """The release, if this person may see it (`perm`): the same rule as the API's."""
+    actor = Actor.for_user(request.user)
+    return get_for(actor, Release.objects.with_related(), perm=perm, refusal=refusal, pk=pk)
 
 
 def _page(
@@ -95,20 +113,19 @@ def _back(release: Release, anchor: str = "") -> HttpResponseRedirect:
 
 @login_required
 @require_GET
+@_refusals_shown
 def dashboard(request: HttpRequest) -> HttpResponse:
     """Every running or paused release by service, what waits for me, what finished lately."""
-    if not request.user.has_perm(VIEW_PERM):
-        return _forbidden(request, NO_VIEW)
+    check_perm(Actor.for_user(request.user), VIEW_PERM, NO_VIEW)
     return render(request, "pages/dashboard.html", dashboard_data.build(request.user))
 
 
 @login_required
 @require_GET
+@_refusals_shown
 def release_detail(request: HttpRequest, pk: int) -> HttpResponse:
     """The release page: stages, gate, checklists, sign-offs, charts, timeline and actions."""
-    if not request.user.has_perm(VIEW_PERM):
-        return _forbidden(request, NO_VIEW)
-    return _page(request, _release(pk))
+    return _page(request, _release(request, pk, VIEW_PERM))
 
 
 def _state(release: Release) -> str:
@@ -125,11 +142,10 @@ def _describe(release: Release) -> str:
 
 @login_required
 @require_POST
+@_refusals_shown
 def transition(request: HttpRequest, pk: int) -> HttpResponse:
     """Start, advance, pause, resume, roll back or abort, with a reason, through transitions."""
-    release = _release(pk)
-    if not request.user.has_perm(OPERATE_PERM):
-        return _forbidden(request, "Only release managers may operate releases.")
+    release = _release(request, pk, OPERATE_PERM, "Only release managers may operate releases.")
     action = request.POST.get("action", "")
     reason = request.POST.get("reason", "").strip()
     force = request.POST.get("force") == "1"
@@ -168,13 +184,11 @@ def transition(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
+@_refusals_shown
 def tick_item(request: HttpRequest, pk: int, item_pk: int) -> HttpResponse:
     """Tick or untick a checklist item through the checklists service."""
-    release = _release(pk)
-    if not request.user.has_perm(TICK_PERM):
-        return _forbidden(
-            request, "Ticking checklist items needs the Approvers or Release managers role."
-        )
+    refusal = "Ticking checklist items needs the Approvers or Release managers role."
+    release = _release(request, pk, TICK_PERM, refusal)
     item = get_object_or_404(ChecklistItem, pk=item_pk, checklist__release_id=release.pk)
     done = request.POST.get("done") == "1"
     try:
@@ -198,7 +212,8 @@ def tick_item(request: HttpRequest, pk: int, item_pk: int) -> HttpResponse:
 @require_POST
 def sign(request: HttpRequest, pk: int) -> HttpResponse:
     """Give a go or a no-go on the current gate through the sign-offs service."""
-    release = _release(pk)
+    # No role needed: signing is by membership of the rule's groups (may_see_signoffs).
+    release = _release(request, pk, None)
     if not signoffs.may_see_signoffs(release, request.user):
         return _forbidden(request, NO_VIEW)
     decision = request.POST.get("decision", "")
@@ -219,13 +234,12 @@ def sign(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_GET
+@_refusals_shown
 def incident_list(request: HttpRequest) -> HttpResponse:
     """Unresolved incidents first, by severity: age, escalation level, who was paged, and the
     acknowledge / resolve buttons (which post to the incidents app's own pages)."""
-    if not request.user.has_perm("incidents.view_incident"):
-        return _forbidden(
-            request, "Seeing incidents needs the Viewers, Approvers or Release managers role."
-        )
+    refusal = "Seeing incidents needs the Viewers, Approvers or Release managers role."
+    check_perm(Actor.for_user(request.user), "incidents.view_incident", refusal)
     context = incidents.incident_list(
         request.user,
         service=request.GET.get("service", ""),

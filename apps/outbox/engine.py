@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.error import HTTPError
 
+from celery import Task, shared_task
 from django.conf import settings
 from django.db import models, transaction
 from django.db.models import F, Q
@@ -112,8 +113,6 @@ def due(now: datetime) -> Q:
 
 def queue(model: type[models.Model] | str, ids: Sequence[int], *, countdown: float = 0) -> None:
     """Hand rows to Celery; a broker that is down leaves them to the sweep."""
-    from .tasks import send
-
     label = box_for(model).label
     for pk in ids:
         send.enqueue(label, pk, countdown=countdown)
@@ -278,3 +277,42 @@ def resend(rows: models.QuerySet, *, include_sent: bool = False) -> list[int]:
     )
     queue_after_commit(rows.model, ids)
     return ids
+
+
+# --- the Celery task ------------------------------------------------------------------------
+# Here, not in tasks.py: queue() hands rows to it and it hands failed rows back to itself, so
+# the two belong together (apart, the engine and the task module imported each other).
+
+# A broker that does not answer at once is not waited for: the row is safe in the database
+# and the sweep sends it. Two quick retries ride out a reconnect.
+PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+
+
+class OutboxTask(Task):
+    """A task whose work is a row already committed: queueing it may fail without harm."""
+
+    def enqueue(self, *args: Any, countdown: float = 0) -> bool:
+        """Queue the task; False (logged) when the broker is down, for the sweep to make up."""
+        try:
+            self.apply_async(
+                args, countdown=countdown or None, retry=True, retry_policy=PUBLISH_RETRY
+            )
+        except Exception as exc:  # the change is committed; its row waits for the sweep
+            # One line, no traceback: an outage would otherwise log one per message.
+            logger.warning(
+                "Could not queue %s%r (%s); the outbox sweep will send it", self.name, args, exc
+            )
+            return False
+        return True
+
+
+@shared_task(base=OutboxTask)
+def send(label: str, pk: int) -> str:
+    """Send one outbox row; on failure, come back when its backoff is over."""
+    row = deliver(label, pk)
+    if row is None:
+        return "not due or taken"
+    wait = retry_wait(row)
+    if wait is not None:
+        send.enqueue(label, pk, countdown=wait)
+    return row.status

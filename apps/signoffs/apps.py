@@ -11,7 +11,7 @@ class SignoffsConfig(AppConfig):
     def ready(self) -> None:
         from apps.releases import gate_checks
 
-        from . import messages  # noqa: F401 (declares this app's emails to the outbox)
+        from . import drafts  # noqa: F401 (declares this app's emails to the outbox)
         from .gate import check_freeze, check_signoffs
 
         gate_checks.register("signoffs", check_signoffs)

@@ -8,7 +8,7 @@ import pytest
 import time_machine
 
 from apps.core.actors import Actor
-from apps.outbox import tasks as outbox_tasks
+from apps.outbox import engine as outbox_engine
 from apps.outbox.models import Message
 from apps.releases.choices import EventVerb
 from apps.rollouts import tasks, transitions
@@ -84,8 +84,8 @@ def test_running_the_send_task_twice_sends_once(running, erin, paul, mailoutbox)
     assert mailoutbox == []
     for request in requests:
         message = Message.objects.get(args={"request": request.pk})
-        assert outbox_tasks.send("outbox.message", message.pk) == "sent"
-        assert outbox_tasks.send("outbox.message", message.pk) == "not due or taken"
+        assert outbox_engine.send("outbox.message", message.pk) == "sent"
+        assert outbox_engine.send("outbox.message", message.pk) == "not due or taken"
     assert recipients(mailoutbox) == ["erin@example.com", "paul@example.com"]
     assert all(r.sent_at is not None for r in SignOffRequest.objects.all())
     assert asking.request_signoffs(running, actor=SYSTEM) == []  # asked already
@@ -175,7 +175,7 @@ def test_reminder_sending_is_claimed_per_person(settings, running, erin, paul, m
     with time_machine.travel(T0, tick=False) as clock:
         asking.request_signoffs(running, actor=SYSTEM)
         for message in Message.objects.all():
-            outbox_tasks.send("outbox.message", message.pk)
+            outbox_engine.send("outbox.message", message.pk)
         clock.shift(timedelta(hours=1))
         first = asking.remind_due()
         second = asking.remind_due()  # a second worker at the same moment

@@ -57,7 +57,7 @@ from apps.releases.models import (  # noqa: E402
     StageTemplate,  # noqa: E402
 )
 from apps.rollouts import transitions  # noqa: E402
-from apps.rollouts.analysis import evaluate_and_act, run_checks  # noqa: E402
+from apps.rollouts.breach_response import evaluate_and_act, run_checks  # noqa: E402
 from apps.rollouts.registration import register_release  # noqa: E402
 from apps.rollouts.ticks import auto_advance_due  # noqa: E402
 

@@ -20,9 +20,9 @@ from apps.releases.models import Release
 from . import evaluator
 from .choices import CriticalAction, Variant, Verdict, WarningAction
 from .evaluator import Point, Streaks
+from .measuring import evaluate_measurements
 from .models import MetricCriterion, Sample
 from .providers import baseline_lookback, variants_for
-from .services import evaluate_measurements
 
 STEP = timedelta(minutes=1)
 MAX_STEPS = 60 * 24 * 14  # two weeks of minutes per release, at most

@@ -18,7 +18,8 @@ from django.utils import timezone
 from apps.checklists.choices import ChecklistKind
 from apps.checklists.models import Checklist, ChecklistItem
 from apps.checklists.services import TICK_PERM
-from apps.checks import services as checks
+from apps.checks.selection import criteria_for_plans
+from apps.checks.standing import latest_results
 from apps.releases.choices import ReleaseStatus, StageStatus
 from apps.releases.models import Event, Release, Stage
 from apps.rollouts import gate
@@ -135,8 +136,8 @@ def _signoffs(release: Release, user: Any, now: datetime) -> dict[str, Any]:
 
 
 def _metrics(release: Release, stages: list[Stage], range_key: str, now: datetime) -> Any:
-    criteria = checks.criteria_for_plans([release.plan_id])
-    latest = {r.criterion_id: r for r in checks.latest_results(release)}
+    criteria = criteria_for_plans([release.plan_id])
+    latest = {r.criterion_id: r for r in latest_results(release)}
     return charts.release_charts(release, criteria, latest, stages, range_key=range_key, now=now)
 
 

@@ -1,4 +1,4 @@
-"""Release admin: the release page, its stages and timeline, and the transition actions.
+"""Release admin: the release page, its stages and timeline, the transition actions, checks now.
 
 Lives in rollouts because it drives the transitions module and shows the gate.
 """
@@ -25,6 +25,7 @@ from apps.releases.models import Event, Release, Stage
 from apps.signoffs.services import change_commit
 
 from . import gate
+from .breach_response import run_checks_now
 from .registration import register_release
 from .transitions import ACTIONS, TransitionError, allowed_actions
 
@@ -186,7 +187,6 @@ class ReleaseAdmin(admin.ModelAdmin):
     list_display = [
         "version",
         "service",
-        "version",
         "environment",
         "status",
         "current_stage_name",
@@ -210,6 +210,7 @@ class ReleaseAdmin(admin.ModelAdmin):
         "rollback_releases",
         "abort_releases",
         "force_advance_releases",
+        "run_metric_checks",
     ]
     add_fieldsets = [
         (None, {"fields": ["service", "environment", "version", "plan"]}),
@@ -408,6 +409,23 @@ class ReleaseAdmin(admin.ModelAdmin):
     ) -> HttpResponse | None:
         return self._transition(request, queryset, "force")
 
+    @admin.action(description="Run metric checks now", permissions=["operate"])
+    def run_metric_checks(self, request: HttpRequest, queryset: QuerySet[Release]) -> None:
+        """Evaluate (and act on) the criteria of the selected running releases at once."""
+        running = list(queryset.filter(status=ReleaseStatus.IN_PROGRESS).order_by("pk"))
+        skipped = queryset.exclude(status=ReleaseStatus.IN_PROGRESS).count()
+        results = acted = 0
+        for release in running:
+            report = run_checks_now(release)
+            results += report.results
+            acted += len(report.paused) + len(report.rolled_back)
+        text = f"Checked {len(running)} running release(s): {results} criterion result(s)"
+        if acted:
+            text += f"; {acted} release(s) paused or rolled back by a failing criterion"
+        if skipped:
+            text += f"; {skipped} not running, not checked"
+        self.message_user(request, text + ".", messages.WARNING if acted else messages.SUCCESS)
+
     def _transition(
         self, request: HttpRequest, queryset: QuerySet[Release], key: str
     ) -> HttpResponse | None:
@@ -490,7 +508,3 @@ class ReleaseAdmin(admin.ModelAdmin):
         }
         request.current_app = self.admin_site.name
         return TemplateResponse(request, "admin/releases/release/transition_reason.html", context)
-
-
-# Actions of feature apps, in modules of their own, added to ReleaseAdmin when they load.
-from . import admin_metrics  # noqa: E402, F401

@@ -1,4 +1,4 @@
-"""Metric checks in the tick: evaluate every in-progress release's criteria and act on them.
+"""Responding to metric breaches: evaluate in-progress releases' criteria and act on them.
 
 A criterion whose critical breach is sustained pauses or rolls back its release through the
 transitions module (which refuses a release that moved since we read it, so two ticks at once
@@ -15,8 +15,8 @@ from datetime import datetime
 
 from django.utils import timezone
 
+from apps.checks import claims, recording
 from apps.checks import messages as check_messages
-from apps.checks import services as checks
 from apps.checks.choices import CriticalAction, RunTrigger, Verdict, WarningAction
 from apps.checks.models import CheckResult
 from apps.core.actors import Actor
@@ -33,7 +33,7 @@ ACTOR_NAME = "metric-checks"
 
 
 @dataclass
-class AnalysisReport:
+class ChecksReport:
     """What one round of checks evaluated and did."""
 
     releases: int = 0
@@ -88,7 +88,7 @@ def open_breach_incident(release: Release, result: CheckResult) -> None:
         logger.exception("Could not open the incident for release %s's breach", release.pk)
 
 
-def act(outcome: checks.Outcome, report: AnalysisReport) -> None:
+def act(outcome: recording.Outcome, report: ChecksReport) -> None:
     """Pause, roll back or notify for one release's results."""
     release = outcome.release
     live = [r for r in outcome.results if not r.dry_run and r.criterion is not None]
@@ -112,7 +112,7 @@ def act(outcome: checks.Outcome, report: AnalysisReport) -> None:
             logger.info("Metric checks left release %s alone: %s", release.pk, exc.message)
             return
         done.append(release.pk)
-        checks.record_action(outcome.run, f"{action}: {triggering[0].label}")
+        recording.record_action(outcome.run, f"{action}: {triggering[0].label}")
         return  # the transition's own notification tells the service's list
     to_notify = [
         r
@@ -121,16 +121,16 @@ def act(outcome: checks.Outcome, report: AnalysisReport) -> None:
         or (r.verdict == Verdict.FAIL and r.criterion.on_critical == CriticalAction.NOTIFY)
     ]
     for result in to_notify:
-        notification = checks.claim_notification(result)
+        notification = claims.claim_notification(result)
         if notification is None:
             continue
         report.notified += 1
         check_messages.tell(notification, release)
     if to_notify:
-        checks.record_action(outcome.run, f"notify: {', '.join(r.label for r in to_notify)}")
+        recording.record_action(outcome.run, f"notify: {', '.join(r.label for r in to_notify)}")
 
 
-def needs_action(outcome: checks.Outcome) -> bool:
+def needs_action(outcome: recording.Outcome) -> bool:
     """Whether act() has anything to do: a live warning or failure (else it reads nothing)."""
     return any(
         r.verdict in (Verdict.WARN, Verdict.FAIL)
@@ -145,15 +145,15 @@ def evaluate_and_act(
     now: datetime | None = None,
     trigger: str = RunTrigger.TICK,
     run: Run | None = None,
-) -> AnalysisReport:
+) -> ChecksReport:
     """Evaluate the given releases' criteria, record the results and act on them.
 
     With a job `run` (the tick), each release is acted on in its own savepoint: one whose
     pause, rollback, incident or notification fails is recorded and the others are acted on.
     Releases with nothing to act on take no savepoint, so a quiet tick costs no more queries.
     """
-    report = AnalysisReport()
-    outcomes = checks.evaluate_releases(
+    report = ChecksReport()
+    outcomes = recording.evaluate_releases(
         releases, now=now or timezone.now(), trigger=trigger, run=run
     )
     report.releases = len(outcomes)
@@ -167,7 +167,7 @@ def evaluate_and_act(
     return report
 
 
-def run_checks(*, now: datetime | None = None) -> AnalysisReport:
+def run_checks(*, now: datetime | None = None) -> ChecksReport:
     """The tick's part: every in-progress release, once per tick slot."""
     with job("rollouts.checks") as run:
         releases = list(
@@ -178,11 +178,11 @@ def run_checks(*, now: datetime | None = None) -> AnalysisReport:
         return evaluate_and_act(releases, now=now, run=run)
 
 
-def run_checks_now(release: Release) -> AnalysisReport:
+def run_checks_now(release: Release) -> ChecksReport:
     """A person asked for the checks of one release now (admin action)."""
     release = Release.objects.select_related("service", "environment", "current_stage").get(
         pk=release.pk
     )
     if release.status != ReleaseStatus.IN_PROGRESS:
-        return AnalysisReport()
+        return ChecksReport()
     return evaluate_and_act([release], trigger=RunTrigger.MANUAL)

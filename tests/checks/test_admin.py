@@ -14,7 +14,7 @@ from apps.checks.models import CheckRun, MetricCriterion, MetricSource
 from apps.core.actors import Actor
 from apps.releases.choices import ReleaseStatus
 from apps.rollouts import transitions
-from apps.rollouts.analysis import run_checks
+from apps.rollouts.breach_response import run_checks
 from tests.checks.conftest import criterion, push
 from tests.factories import PlanFactory, UserFactory, make_release
 

@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 from apps.checks.models import Sample
 from apps.core.actors import Actor
 from apps.rollouts import transitions
-from apps.rollouts.analysis import run_checks
+from apps.rollouts.breach_response import run_checks
 from tests.checks.conftest import criterion
 from tests.factories import PlanFactory, make_release
 

@@ -16,7 +16,7 @@ from apps.checks.models import CheckNotification, CheckResult, CheckRun
 from apps.core.actors import Actor
 from apps.releases.choices import EventVerb, ReleaseStatus
 from apps.rollouts import transitions
-from apps.rollouts.analysis import run_checks
+from apps.rollouts.breach_response import run_checks
 from tests.checks.conftest import criterion, push
 from tests.factories import EnvironmentFactory, PlanFactory, ServiceFactory, make_release
 

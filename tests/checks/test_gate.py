@@ -12,7 +12,7 @@ from apps.checks.models import MetricDefinition
 from apps.core.actors import Actor
 from apps.releases.choices import ReleaseStatus
 from apps.rollouts import gate, transitions
-from apps.rollouts.analysis import run_checks
+from apps.rollouts.breach_response import run_checks
 from apps.rollouts.tasks import tick
 from tests.checks.conftest import criterion, push
 from tests.factories import PlanFactory, make_release

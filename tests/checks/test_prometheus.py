@@ -24,12 +24,12 @@ import pytest
 from django.utils import timezone
 
 from apps.checks.choices import Level, SourceKind, Verdict
+from apps.checks.measuring import evaluate_one
 from apps.checks.models import CheckResult, MetricSource
-from apps.checks.services import evaluate_one
 from apps.core.actors import Actor
 from apps.releases.choices import EventVerb, ReleaseStatus
 from apps.rollouts import transitions
-from apps.rollouts.analysis import run_checks
+from apps.rollouts.breach_response import run_checks
 from tests.checks.conftest import criterion
 from tests.conftest import need_service
 from tests.factories import PlanFactory, ServiceFactory, make_release

@@ -19,7 +19,7 @@ from apps.checks.models import CheckResult, MetricDefinition, MetricSource
 from apps.core.actors import Actor
 from apps.releases.choices import BlockerKind, EventVerb, ReleaseStatus
 from apps.rollouts import gate, transitions
-from apps.rollouts.analysis import run_checks
+from apps.rollouts.breach_response import run_checks
 from tests.checks.conftest import criterion, push
 from tests.factories import PlanFactory, ServiceFactory, make_release
 

@@ -13,7 +13,7 @@ from apps.checks.models import CheckNotification, CheckResult, CheckRun, MetricS
 from apps.core.actors import Actor
 from apps.releases.choices import EventVerb, ReleaseStatus
 from apps.rollouts import transitions
-from apps.rollouts.analysis import run_checks
+from apps.rollouts.breach_response import run_checks
 from apps.rollouts.tasks import tick
 from tests.checks.conftest import criterion, push
 from tests.factories import EnvironmentFactory, PlanFactory, ServiceFactory, make_release

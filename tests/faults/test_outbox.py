@@ -45,7 +45,7 @@ from apps.releases.models import Event
 from apps.reports import services as reports
 from apps.reports.models import ReportDelivery, ReportSubscription
 from apps.rollouts import transitions
-from apps.rollouts.analysis import evaluate_and_act
+from apps.rollouts.breach_response import evaluate_and_act
 from apps.signoffs import asking
 from apps.signoffs import services as signoffs
 from apps.signoffs.choices import Decision

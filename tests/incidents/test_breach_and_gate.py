@@ -15,7 +15,7 @@ from apps.incidents.choices import IncidentSource, IncidentVerb, Severity
 from apps.incidents.models import Incident
 from apps.releases.choices import EventVerb, ReleaseStatus
 from apps.rollouts import gate, transitions
-from apps.rollouts.analysis import run_checks
+from apps.rollouts.breach_response import run_checks
 from tests.checks.conftest import criterion, push
 from tests.factories import EnvironmentFactory, PlanFactory, make_release
 

@@ -20,7 +20,7 @@ from apps.incidents.choices import Channel, IncidentSource, IncidentStatus, Inci
 from apps.incidents.models import Incident, NotificationDelivery
 from apps.releases.choices import EventVerb, ReleaseStatus
 from apps.rollouts import transitions
-from apps.rollouts.analysis import run_checks
+from apps.rollouts.breach_response import run_checks
 from tests.checks.conftest import criterion, push
 from tests.factories import PlanFactory, make_release
 

@@ -14,9 +14,9 @@ from django.test import Client
 from django.utils import timezone
 
 from apps.checklists.choices import ChecklistKind
-from apps.checks import services as checks
 from apps.checks.choices import BadDirection, MetricKind, Variant
 from apps.checks.models import MetricCriterion, MetricDefinition, Sample
+from apps.checks.recording import run_now
 from apps.core.actors import Actor
 from apps.releases.models import Environment, Release, RolloutPlan, Service
 from apps.releases.roles import APPROVERS, ensure_roles
@@ -136,7 +136,7 @@ def start_rollout(
     for index in range(evaluations):
         when = now - MINUTE * (evaluations - 1 - index) * 10
         with time_machine.travel(when, tick=False):
-            checks.run_now(release, now=when)
+            run_now(release, now=when)
     release.refresh_from_db()
     return Rollout(release=release, plan=plan, metric=metric, criterion=criterion)
 

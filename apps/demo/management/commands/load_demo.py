@@ -24,7 +24,7 @@ from apps.demo import metrics as metric_demo
 from apps.releases.models import Environment, Release, RolloutPlan, Service, StageTemplate
 from apps.releases.roles import RELEASE_MANAGERS
 from apps.rollouts import transitions
-from apps.rollouts.analysis import run_checks
+from apps.rollouts.breach_response import run_checks
 from apps.rollouts.registration import register_release
 
 HOUR = timedelta(hours=1)

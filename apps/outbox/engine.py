@@ -281,7 +281,8 @@ def resend(rows: models.QuerySet, *, include_sent: bool = False) -> list[int]:
 
 # --- the Celery task ------------------------------------------------------------------------
 # Here, not in tasks.py: queue() hands rows to it and it hands failed rows back to itself, so
-# the two belong together (apart, the engine and the task module imported each other).
+# the two belong together (apart, the engine and the task module imported each other). Its
+# name on the wire stays the one it had there: queued messages, routing and worker logs use it.
 
 # A broker that does not answer at once is not waited for: the row is safe in the database
 # and the sweep sends it. Two quick retries ride out a reconnect.
@@ -306,7 +307,7 @@ class OutboxTask(Task):
         return True
 
 
-@shared_task(base=OutboxTask)
+@shared_task(base=OutboxTask, name="apps.outbox.tasks.send")
 def send(label: str, pk: int) -> str:
     """Send one outbox row; on failure, come back when its backoff is over."""
     row = deliver(label, pk)

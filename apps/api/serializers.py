@@ -189,8 +189,9 @@ class StageRefField(serializers.Field):
 
 
 class ReasonSerializer(serializers.Serializer):
-    """Body of a transition: an optional reason, `force` for release managers, and the stage
-    the caller started from (`from_stage`)."""
+    """Body of a transition: a reason (required to pause, roll back, abort or force:
+    apps.rollouts.inputs), `force` for release managers, and the stage the caller started
+    from (`from_stage`)."""
 
     reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
     force = serializers.BooleanField(required=False, default=False)

@@ -21,7 +21,7 @@ from apps.core.scope import check_service, get_for
 from apps.jobs import heartbeat
 from apps.releases.choices import ReleaseStatus
 from apps.releases.models import Release, RolloutPlan, Service, StageTemplate
-from apps.rollouts import gate, transitions
+from apps.rollouts import gate, inputs, transitions
 from apps.rollouts.registration import register_release
 from rolloutdesk.celery import app as celery_app
 
@@ -78,16 +78,7 @@ def _transition_view(name: str) -> Any:
         release = self.get_object()
         body = s.ReasonSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        kwargs: dict[str, Any] = {
-            "actor": actor_for(request),
-            "reason": body.validated_data["reason"],
-            "from_stage": body.validated_data["from_stage"],
-        }
-        if name in ("start", "advance"):
-            kwargs["force"] = body.validated_data["force"]
-        elif body.validated_data["force"]:
-            return Response({"force": [f"{name} has no gate to force."]}, status=400)
-        transitions.ACTIONS[name](release, **kwargs)
+        inputs.run(release, name, actor=actor_for(request), **body.validated_data)
         return Response(s.ReleaseDetailSerializer(self._reload(release)).data)
 
     view.__name__ = name

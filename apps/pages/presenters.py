@@ -18,6 +18,7 @@ from apps.releases.choices import BlockerKind, EventVerb, ReleaseStatus
 from apps.releases.gate_checks import Blocker
 from apps.releases.models import Event, Release, Stage
 from apps.rollouts.gate import Verdict
+from apps.rollouts.inputs import INPUTS
 from apps.rollouts.transitions import FORCE_PERM, OPERATE_PERM, allowed_actions
 
 # Where on the release page (or elsewhere) each kind of blocker is resolved.
@@ -193,6 +194,7 @@ class Action:
     gated: bool = False  # the gate decides (start, advance)
     gate_red: bool = False
     may_force: bool = False
+    reason_required: bool = False  # apps.rollouts.inputs; forcing always needs one
 
 
 def transition_actions(
@@ -227,7 +229,7 @@ def transition_actions(
             label, confirm = "Roll back", "Roll back to 0 %"
         else:
             label, confirm = "Abort", "Abort this release"
-        gated = name in ("start", "advance")
+        gated = INPUTS[name].gated
         actions.append(
             Action(
                 name=name,
@@ -239,6 +241,7 @@ def transition_actions(
                 gated=gated,
                 gate_red=gated and not verdict.can_advance,
                 may_force=gated and may_force and not verdict.can_advance,
+                reason_required=INPUTS[name].reason_required,
             )
         )
     return actions

@@ -25,6 +25,7 @@ from apps.core.actors import Actor
 from apps.core.scope import Refused, check_perm, get_for
 from apps.releases.choices import ReleaseStatus
 from apps.releases.models import Release
+from apps.rollouts import inputs
 from apps.rollouts.transitions import (
     ACTIONS,
     OPERATE_PERM,
@@ -144,7 +145,8 @@ def _describe(release: Release) -> str:
 @require_POST
 @_refusals_shown
 def transition(request: HttpRequest, pk: int) -> HttpResponse:
-    """Start, advance, pause, resume, roll back or abort, with a reason, through transitions."""
+    """Start, advance, pause, resume, roll back or abort, with the reason apps.rollouts.inputs
+    asks for, through transitions."""
     release = _release(request, pk, OPERATE_PERM, "Only release managers may operate releases.")
     action = request.POST.get("action", "")
     reason = request.POST.get("reason", "").strip()
@@ -152,10 +154,11 @@ def transition(request: HttpRequest, pk: int) -> HttpResponse:
     form = {"action": action, "reason": reason}
     if action not in ACTIONS:
         return _refused(request, release, f"Unknown action {action!r}.", 400)
-    if not reason:
-        return _refused(
-            request, release, "Give a reason: it is recorded in the timeline.", 400, form=form
-        )
+    try:
+        # Before the stale-page check: a missing reason is the form's fault, whatever changed.
+        inputs.check(action, reason=reason, force=force)
+    except ValidationError as exc:
+        return _refused(request, release, " ".join(exc.messages), 400, form=form)
     if request.POST.get("seen", _state(release)) != _state(release):
         return _refused(
             request,
@@ -164,11 +167,9 @@ def transition(request: HttpRequest, pk: int) -> HttpResponse:
             "Nothing was done; check the page again before you act.",
             409,
         )
-    kwargs: dict[str, Any] = {"actor": Actor.for_user(request.user), "reason": reason}
-    if action in ("start", "advance"):
-        kwargs["force"] = force
     try:
-        release = ACTIONS[action](release, **kwargs)
+        actor = Actor.for_user(request.user)
+        release = inputs.run(release, action, actor=actor, reason=reason, force=force)
     except TransitionForbidden as exc:
         return _refused(request, release, exc.message, 403, form=form)
     except TransitionError as exc:

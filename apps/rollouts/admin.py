@@ -24,10 +24,10 @@ from apps.releases.choices import EventVerb, ReleaseStatus
 from apps.releases.models import Event, Release, Stage
 from apps.signoffs.services import change_commit
 
-from . import gate
+from . import gate, inputs
 from .breach_response import run_checks_now
 from .registration import register_release
-from .transitions import ACTIONS, TransitionError, allowed_actions
+from .transitions import TransitionError, allowed_actions
 
 # How many released names one success message lists before it says "and N more".
 MESSAGE_NAME_LIMIT = 10
@@ -144,8 +144,11 @@ class TransitionAction:
     action: str  # the admin action's name, posted back by the reason page
     verb: str  # imperative, lower case: "roll back"
     done: str  # past tense: "Rolled back"
-    reason_required: bool = False
-    force: bool = False
+    force: bool = False  # the release's next gated step, past a red gate (inputs.forced_step)
+
+    def reason_required(self, key: str) -> bool:
+        """The one table's answer (apps.rollouts.inputs); forcing always needs a reason."""
+        return inputs.needs_reason("advance" if self.force else key, force=self.force)
 
 
 TRANSITION_ACTIONS: dict[str, TransitionAction] = {
@@ -153,16 +156,10 @@ TRANSITION_ACTIONS: dict[str, TransitionAction] = {
     "advance": TransitionAction("advance_releases", "advance", "Advanced"),
     "pause": TransitionAction("pause_releases", "pause", "Paused"),
     "resume": TransitionAction("resume_releases", "resume", "Resumed"),
-    "rollback": TransitionAction(
-        "rollback_releases", "roll back", "Rolled back", reason_required=True
-    ),
-    "abort": TransitionAction("abort_releases", "abort", "Aborted", reason_required=True),
+    "rollback": TransitionAction("rollback_releases", "roll back", "Rolled back"),
+    "abort": TransitionAction("abort_releases", "abort", "Aborted"),
     "force": TransitionAction(
-        "force_advance_releases",
-        "force past the red gate",
-        "Forced ahead",
-        reason_required=True,
-        force=True,
+        "force_advance_releases", "force past the red gate", "Forced ahead", force=True
     ),
 }
 
@@ -433,7 +430,8 @@ class ReleaseAdmin(admin.ModelAdmin):
         spec = TRANSITION_ACTIONS[key]
         releases = list(queryset.order_by("pk"))
         confirmed = "apply" in request.POST
-        form = ReasonForm(request.POST if confirmed else None, reason_required=spec.reason_required)
+        required = spec.reason_required(key)
+        form = ReasonForm(request.POST if confirmed else None, reason_required=required)
         if not (confirmed and form.is_valid()):
             return self._reason_page(request, releases, spec, form)
 
@@ -473,10 +471,10 @@ class ReleaseAdmin(admin.ModelAdmin):
         release: Release, key: str, spec: TransitionAction, actor: Actor, reason: str
     ) -> Release:
         if spec.force:
-            # The gate guards starting as well as advancing: force whichever step is next.
-            step = "start" if release.status == ReleaseStatus.PLANNED else "advance"
-            return ACTIONS[step](release, actor=actor, reason=reason, force=True)
-        return ACTIONS[key](release, actor=actor, reason=reason)
+            return inputs.run(
+                release, inputs.forced_step(release), actor=actor, reason=reason, force=True
+            )
+        return inputs.run(release, key, actor=actor, reason=reason)
 
     def _reason_page(
         self,

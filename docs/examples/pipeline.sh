@@ -126,7 +126,9 @@ while :; do
 
     # Green: advance. 409 means the gate turned red, or someone (a person, the auto-advance tick)
     # moved the release first; either way the next round reads where it is now.
-    api POST "/releases/$id/advance/" '{"reason": "gate green; checks passed in CI"}'
+    # from_stage: a retried or repeated request never advances a second time (409 instead).
+    api POST "/releases/$id/advance/" \
+        "$(json_object reason 'gate green; checks passed in CI' from_stage "$(field stage)")"
     case $code in
         200) echo "advanced to stage $(field stage), $(field traffic_percentage)%" ;;
         409) echo "not advanced: $(field detail)" ;;

@@ -80,8 +80,10 @@ def test_a_ci_retry_with_from_stage_gets_409_and_the_release_stays(service, prod
     assert release.current_stage.name == "quarter"
     # Other transitions take it too: pausing from a stage the release is not at does nothing.
     pause = f"/api/v1/releases/{release.pk}/pause/"
-    assert client.post(pause, {"from_stage": "half"}, format="json").status_code == 409
-    assert client.post(pause, {"from_stage": "quarter"}, format="json").status_code == 200
+    held = {"reason": "latency", "from_stage": "half"}
+    assert client.post(pause, held, format="json").status_code == 409
+    held["from_stage"] = "quarter"
+    assert client.post(pause, held, format="json").status_code == 200
     release.refresh_from_db()
     assert release.status == ReleaseStatus.PAUSED
 

@@ -19,6 +19,7 @@ from apps.releases.choices import BlockerKind, ReleaseStatus
 from apps.releases.models import Release, Service
 from apps.rollouts import gate
 from apps.signoffs import services as signoffs
+from apps.signoffs.choices import Decision
 from apps.signoffs.models import ReleaseSignOffRule, SignOff
 
 from . import incidents
@@ -80,7 +81,10 @@ def waiting_for(user: Any, rows: list[Row]) -> set[int]:
         key = (release.pk, current.stage.pk if current.stage else None)
         if key not in rules or (release.pk, current.key) in signed:
             continue
-        if signoffs.is_author(release, user) and not rules[key]:
+        refusal = signoffs.sign_refusal(
+            release, user, Decision.GO, in_groups=True, author_may_approve=rules[key]
+        )
+        if refusal:
             continue  # their go would not count
         found.add(release.pk)
     return found

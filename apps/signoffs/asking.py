@@ -24,13 +24,14 @@ from apps.releases.choices import EventVerb, ReleaseStatus
 from apps.releases.models import Event, Release
 
 from . import messages
+from .choices import Decision
 from .models import SignerReminder, SignOffRequest
 from .services import (
     GateStatus,
     gate_status,
-    is_author,
     lock_release,
     nothing_to_sign,
+    sign_refusal,
 )
 
 User = get_user_model()
@@ -51,10 +52,18 @@ def _signers_to_ask(status: GateStatus) -> list[Any]:
         .distinct()
         .order_by("pk")
     )
-    if status.rule.author_may_approve:
-        return list(users)
-    # The author's go would not count: asking them for one would only confuse.
-    return [u for u in users if not is_author(status.release, u)]
+    # Only those whose go would count: asking the author for one would only confuse.
+    return [
+        u
+        for u in users
+        if not sign_refusal(
+            status.release,
+            u,
+            Decision.GO,
+            in_groups=True,  # the query above took only the rule's groups
+            author_may_approve=status.rule.author_may_approve,
+        )
+    ]
 
 
 def request_signoffs(

@@ -227,24 +227,46 @@ def may_see_signoffs(release: Release, user: Any) -> bool:
     return ReleaseSignOffRule.objects.filter(release=release, groups__user=user).exists()
 
 
-def why_cannot_sign(status: GateStatus, user: Any, decision: str) -> str:
-    """Why this person may not give this decision on this gate; empty when they may."""
+def sign_refusal(
+    release: Release,
+    user: Any,
+    decision: str,
+    *,
+    in_groups: bool,
+    author_may_approve: bool,
+    group_names: list[str] | None = None,
+) -> str:
+    """Why this person may not give this decision on a gate of this release; empty when they
+    may. The one rule of who signs: the sign-off page and API (why_cannot_sign), the emailed
+    requests (asking) and the dashboard's "waiting for you" each read the memberships their own
+    way (one query for one person, or for many) and ask this."""
     if not user.is_active:
         return "Your account is inactive."
-    names = [g.name for g in status.assessment.groups]
-    mine = _memberships({user.pk}, {g.pk for g in status.assessment.groups}).get(user.pk)
-    if not mine:
+    if not in_groups:
         return (
-            f"You are not in any group this gate asks to sign ({', '.join(names)}). "
+            f"You are not in any group this gate asks to sign ({', '.join(group_names or [])}). "
             "Ask a release manager if you should be."
         )
-    if decision == Decision.GO and is_author(status.release, user):
-        if not status.rule.author_may_approve:
-            return (
-                "You are this release's author, and this gate's rule does not let authors "
-                "approve their own release. You may still give a no-go."
-            )
+    if decision == Decision.GO and not author_may_approve and is_author(release, user):
+        return (
+            "You are this release's author, and this gate's rule does not let authors "
+            "approve their own release. You may still give a no-go."
+        )
     return ""
+
+
+def why_cannot_sign(status: GateStatus, user: Any, decision: str) -> str:
+    """Why this person may not give this decision on this gate; empty when they may."""
+    groups = status.assessment.groups
+    mine = user.is_active and _memberships({user.pk}, {g.pk for g in groups}).get(user.pk)
+    return sign_refusal(
+        status.release,
+        user,
+        decision,
+        in_groups=bool(mine),
+        author_may_approve=status.rule.author_may_approve,
+        group_names=[g.name for g in groups],
+    )
 
 
 def lock_release(release: Release) -> Release:

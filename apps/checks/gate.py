@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from apps.core.durations import format_duration
 from apps.releases.choices import BlockerKind, ReleaseStatus
 from apps.releases.gate_checks import Blocker
 from apps.releases.models import Release, Stage
@@ -82,18 +83,8 @@ def check_traffic(release: Release, stage: Stage | None, now: datetime) -> list[
         rate = served / soaked.total_seconds()
         traffic_left = timedelta(seconds=(stage.min_requests - served) / rate)
         eta = max(traffic_left, time_left)
-        text += f"; at the current rate it may advance in about {_format(eta)}"
+        text += f"; at the current rate it may advance in about {format_duration(eta)}"
         text += f" (around {(now + eta):%Y-%m-%d %H:%M %Z})."
     else:
         text += "; no traffic counted yet."
     return [Blocker(BlockerKind.TRAFFIC, text)]
-
-
-def _format(delta: timedelta) -> str:
-    minutes = int(delta.total_seconds() // 60)
-    hours, minutes = divmod(minutes, 60)
-    if hours >= 24:
-        return f"{hours // 24}d {hours % 24}h"
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    return f"{max(minutes, 1)}m"

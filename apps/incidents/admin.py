@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from apps.core.actors import Actor
+from apps.core.durations import format_duration
 from apps.outbox.admin import resend_unsent
 from apps.releases.admin import ServiceAdmin
 
@@ -31,7 +32,6 @@ from .models import (
     RotationOverride,
 )
 from .models.deliveries import redact_url
-from .templatetags.incident_tags import duration
 
 # How many incident names one message lists before it says "and N more".
 MESSAGE_NAME_LIMIT = 10
@@ -198,11 +198,11 @@ class IncidentAdmin(admin.ModelAdmin):
 
     @admin.display(description="Time to ack.")
     def time_to_ack(self, obj: Incident) -> str:
-        return duration(obj.time_to_acknowledge)
+        return format_duration(obj.time_to_acknowledge)
 
     @admin.display(description="Time to resolve")
     def time_to_resolve_column(self, obj: Incident) -> str:
-        return duration(obj.time_to_resolve)
+        return format_duration(obj.time_to_resolve)
 
     @admin.display(description="Escalation timetable")
     def escalation_timetable(self, obj: Incident) -> str:

@@ -16,6 +16,8 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from apps.core.durations import format_duration
+
 from .models import JobRun, RunOutcome
 
 # The jobs each beat entry runs, by the name their runs are recorded under. A beat entry added
@@ -77,16 +79,6 @@ def expected_jobs() -> list[tuple[str, str, timedelta]]:
     return found
 
 
-def _words(delta: timedelta) -> str:
-    minutes = int(delta.total_seconds() // 60)
-    if minutes < 1:
-        return f"{int(delta.total_seconds())}s"
-    if minutes < 120:
-        return f"{minutes} min"
-    hours = minutes // 60
-    return f"{hours} h" if hours < 48 else f"{hours // 24} days"
-
-
 def stale_jobs(now: datetime | None = None) -> list[StaleJob]:
     """The periodic jobs that look stopped at `now`: one query."""
     now = now or timezone.now()
@@ -101,7 +93,8 @@ def stale_jobs(now: datetime | None = None) -> list[StaleJob]:
             error = run.error.strip().splitlines()[-1] if run.error.strip() else "no error kept"
             reason = f"its last run crashed: {error}"
         elif now - run.finished_at > MISSED_RUNS * every:
-            reason = f"has not run for {_words(now - run.finished_at)} (runs every {_words(every)})"
+            since, period = format_duration(now - run.finished_at), format_duration(every)
+            reason = f"has not run for {since} (runs every {period})"
         else:
             continue
         stale.append(

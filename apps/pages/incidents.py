@@ -15,6 +15,7 @@ from django.apps import apps as django_apps
 from django.db.models import Case, Count, IntegerField, Prefetch, Q, Value, When
 from django.utils import timezone
 
+from apps.core.durations import format_duration
 from apps.releases.models import Release
 
 RESOLVED_SHOWN_FOR = timedelta(days=7)
@@ -87,8 +88,6 @@ class IncidentRow:
 
 
 def _age(since: datetime, now: datetime) -> str:
-    from .presenters import format_duration
-
     return format_duration(now - since)
 
 

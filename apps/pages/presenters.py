@@ -14,6 +14,7 @@ from django.urls import NoReverseMatch, reverse
 from apps.checklists.choices import ChecklistKind
 from apps.checklists.gate import gates_now
 from apps.checklists.models import Checklist
+from apps.core.durations import format_duration
 from apps.releases.choices import BlockerKind, EventVerb, ReleaseStatus
 from apps.releases.gate_checks import Blocker
 from apps.releases.models import Event, Release, Stage
@@ -94,18 +95,6 @@ def blocker_rows(release: Release, verdict: Verdict) -> list[BlockerRow]:
             text = "the service's incidents"
         rows.append(BlockerRow(blocker, href, text))
     return rows
-
-
-def format_duration(delta: timedelta) -> str:
-    """3d 4h, 2h 05m, 12m; under a minute: seconds."""
-    seconds = max(0, int(delta.total_seconds()))
-    hours, rest = divmod(seconds, 3600)
-    minutes = rest // 60
-    if hours >= 24:
-        return f"{hours // 24}d {hours % 24}h"
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    return f"{minutes}m" if minutes else f"{seconds}s"
 
 
 def soak_left(release: Release, stage: Stage | None, now: datetime) -> str:

@@ -20,6 +20,7 @@ from apps.checklists.models import Checklist, ChecklistItem
 from apps.checklists.services import TICK_PERM
 from apps.checks.selection import criteria_for_plans
 from apps.checks.standing import latest_results
+from apps.core.durations import format_duration
 from apps.releases.choices import ReleaseStatus, StageStatus
 from apps.releases.models import Event, Release, Stage
 from apps.rollouts import gate
@@ -32,7 +33,6 @@ from .presenters import (
     blocker_rows,
     checklist_status,
     describe_event,
-    format_duration,
     gate_light,
     soak_left,
     stage_progress,

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from django.utils import timezone
 
+from apps.core.durations import format_duration
 from apps.releases import gate_checks
 from apps.releases.choices import BlockerKind, ReleaseStatus
 from apps.releases.gate_checks import Blocker
@@ -55,17 +56,6 @@ class Verdict:
         return "; ".join(b.detail for b in self.blockers)
 
 
-def _format_duration(delta: timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    hours, rest = divmod(seconds, 3600)
-    minutes = rest // 60
-    if hours >= 24:
-        return f"{hours // 24}d {hours % 24}h"
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    return f"{minutes}m" if minutes else f"{seconds}s"
-
-
 def check_status(release: Release, stage: Stage | None, now: datetime) -> list[Blocker]:
     """Only a planned release can start and only a running one can advance."""
     if release.status == ReleaseStatus.PAUSED:
@@ -87,8 +77,8 @@ def check_soak(release: Release, stage: Stage | None, now: datetime) -> list[Blo
         return [
             Blocker(
                 BlockerKind.SOAK,
-                f"Stage {stage.name} has soaked {_format_duration(soaked)} of "
-                f"{_format_duration(stage.min_soak)}; {_format_duration(remaining)} remaining.",
+                f"Stage {stage.name} has soaked {format_duration(soaked)} of "
+                f"{format_duration(stage.min_soak)}; {format_duration(remaining)} remaining.",
             )
         ]
     return []

@@ -65,7 +65,7 @@ def test_a_job_not_run_for_two_intervals_is_named_with_its_last_run():
         "every_seconds": 60,
         "last_run": "2026-11-02T09:00:00+00:00",
         "outcome": "ok",
-        "reason": "has not run for 2 min (runs every 1 min)",
+        "reason": "has not run for 2m (runs every 1m)",
     }
     names = [j["job"] for j in body["jobs"]["stale"]]
     assert "checks.purge_samples" not in names and "reports.send_due" not in names
@@ -113,6 +113,6 @@ def test_the_dashboard_names_the_stopped_job_and_when_it_last_ran(victor):
     assert "Periodic jobs not running" in html
     assert (
         '<strong>incidents.escalate</strong> <span class="muted">(incidents-escalate)</span> '
-        "has not run for 10 min (runs every 1 min); last ran 2026-11-02 09:00 UTC."
+        "has not run for 10m (runs every 1m); last ran 2026-11-02 09:00 UTC."
     ) in html
     assert "checks.purge_samples</strong>" not in html

@@ -76,6 +76,9 @@ def test_the_pages_admin_and_api_docs_break_no_rule_of_the_policy(
         "/admin/": "#content",
         f"/admin/releases/release/{release.pk}/change/": "#release_form",
         "/api/v1/docs/": ".swagger-ui .info .title",  # rendered by its scripts: they ran
+        # DRF's browsable API: a list (with its filter button) and a detail page.
+        "/api/v1/releases/": ".response-info",
+        f"/api/v1/releases/{release.pk}/": ".response-info",
     }
     for path, shown in visits.items():
         response = page.goto(live_server.url + path)

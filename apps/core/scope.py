@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Model, QuerySet
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 
 from .actors import Actor, ActorKind
@@ -62,7 +63,11 @@ def get_for(
     whether it exists; then 404 for no such object; then the token's scope (403).
     """
     check_perm(actor, perm, refusal)
-    obj = get_object_or_404(queryset, **lookup)
+    try:
+        obj = get_object_or_404(queryset, **lookup)
+    except (TypeError, ValueError, ValidationError):
+        # An id that is no id ("null,null" in the path) names nothing: 404, not a 500.
+        raise Http404(f"No {queryset.model._meta.verbose_name} matches the given query.") from None
     service_id = obj
     for part in service_field.split("__"):
         service_id = getattr(service_id, part)

@@ -69,3 +69,19 @@ def test_incidents_and_checklists_are_scoped_by_their_service(db, service, other
     with pytest.raises(Refused, match="this service's checklists"):
         get_for(_token(other_service), Checklist.objects.all(), service_field=field,
                 pk=checklist.pk)  # fmt: skip
+
+
+@pytest.mark.parametrize("pk", ["null,null", "abc", "1.5", None])
+def test_an_id_that_is_no_id_is_404_not_a_server_error(release, service, pk):
+    # Schemathesis sent /api/v1/releases/null,null/: the lookup raised ValueError (a 500).
+    with pytest.raises(Http404):
+        get_for(_token(service), Release.objects.all(), pk=pk)
+
+
+def test_an_api_path_with_an_id_that_is_no_id_is_a_json_404(release, service, client):
+    from apps.api.models import ApiToken
+
+    _, key = ApiToken.issue("ci", [service])
+    answer = client.get("/api/v1/releases/null,null/", HTTP_AUTHORIZATION=f"Token {key}")
+    assert answer.status_code == 404
+    assert "detail" in answer.json()

@@ -84,10 +84,15 @@ def stale_jobs(now: datetime | None = None) -> list[StaleJob]:
     now = now or timezone.now()
     expected = expected_jobs()
     runs = {run.job: run for run in JobRun.objects.filter(job__in=[j for j, _, _ in expected])}
+    # When the jobs began to run here (the first run of any of them): an hourly job that has
+    # not run in a fresh install's first twenty minutes is not missing, it is not due yet.
+    began = min((run.first_run_at for run in runs.values() if run.first_run_at), default=None)
     stale = []
     for name, entry, every in expected:
         run = runs.get(name)
         if run is None:
+            if began is not None and now - began <= MISSED_RUNS * every:
+                continue
             reason = "has never run"
         elif run.outcome == RunOutcome.CRASHED:
             error = run.error.strip().splitlines()[-1] if run.error.strip() else "no error kept"

@@ -20,6 +20,9 @@ class JobRun(models.Model):
     job = models.CharField(max_length=100, unique=True)
     started_at = models.DateTimeField()
     finished_at = models.DateTimeField()
+    # The job's very first run here (kept by every later upsert): when the heartbeat began to
+    # watch it, so an hourly job in a fresh install's first hour is not taken for a dead one.
+    first_run_at = models.DateTimeField(null=True, blank=True)
     outcome = models.CharField(max_length=20, choices=RunOutcome.choices)
     items_done = models.PositiveIntegerField(default=0)
     items_failed = models.PositiveIntegerField(default=0)

@@ -155,6 +155,8 @@ def _finish(run: Run, outcome: str, error: str = "") -> None:
     row = JobRun(
         job=run.job,
         started_at=run.started_at,
+        # Written on the row's first insert only: not among update_fields below.
+        first_run_at=run.started_at,
         finished_at=timezone.now(),
         outcome=outcome,
         items_done=run.done,

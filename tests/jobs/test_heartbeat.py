@@ -88,6 +88,11 @@ def test_a_job_that_never_ran_is_stale():
     with time_machine.travel(T0, tick=False):
         every_job_runs()
         JobRun.objects.filter(job="signoffs.remind").delete()
+        # The jobs began to run here 3 minutes ago (the hourly purge's run): the every-minute
+        # reminder should have run twice since.
+        JobRun.objects.filter(job="checks.purge_samples").update(
+            first_run_at=T0 - timedelta(minutes=3)
+        )
         stale = health()["jobs"]["stale"]
     assert stale == [
         {
@@ -99,6 +104,23 @@ def test_a_job_that_never_ran_is_stale():
             "reason": "has never run",
         }
     ]
+
+
+def test_a_job_not_yet_due_in_a_fresh_install_is_not_stale():
+    # Beat began 20 minutes ago: every-minute jobs ran, the hourly purge is not due yet.
+    with time_machine.travel(T0 - timedelta(minutes=20), tick=False) as clock:
+        every_job_runs()
+        JobRun.objects.filter(job="checks.purge_samples").delete()
+        clock.move_to(T0)
+        every_job_runs()
+        JobRun.objects.filter(job="checks.purge_samples").delete()
+        assert health()["jobs"] == {"status": "ok", "stale": []}
+        # Two hours on, it is missing.
+        clock.move_to(T0 + timedelta(hours=2))
+        every_job_runs()
+        JobRun.objects.filter(job="checks.purge_samples").delete()
+        stale = health()["jobs"]["stale"]
+    assert [(j["job"], j["reason"]) for j in stale] == [("checks.purge_samples", "has never run")]
 
 
 def test_the_dashboard_names_the_stopped_job_and_when_it_last_ran(victor):

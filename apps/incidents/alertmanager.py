@@ -36,7 +36,8 @@ logger = logging.getLogger(__name__)
 
 FINGERPRINT_PREFIX = "alertmanager:"
 # Whole-payload attempts before answering 503; each of them already retries inside
-# lifecycle.trigger, so five make a lost race vanishingly rare (measured: no 503 in 3 x 60 racing posts).
+# lifecycle.trigger, so five make a lost race vanishingly rare (measured: no 503 in 3 x 60
+# racing posts).
 MAX_ATTEMPTS = 5
 # Seconds Alertmanager is told to wait after a 503 (it also backs off by itself).
 RETRY_AFTER = 2

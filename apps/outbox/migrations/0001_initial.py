@@ -5,35 +5,64 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Message',
+            name="Message",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(db_index=True, max_length=60)),
-                ('key', models.CharField(max_length=250, unique=True)),
-                ('to', models.CharField(help_text='The address it goes to.', max_length=320)),
-                ('args', models.JSONField(blank=True, default=dict)),
-                ('about', models.CharField(blank=True, db_index=True, help_text='What it tells of: "release 12".', max_length=100)),
-                ('subject', models.CharField(blank=True, max_length=300)),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('sent', 'Sent'), ('failed', 'Failed'), ('skipped', 'Not needed')], default='pending', max_length=10)),
-                ('attempts', models.PositiveSmallIntegerField(default=0)),
-                ('last_error', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('next_attempt_at', models.DateTimeField(blank=True, null=True)),
-                ('claimed_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('sent_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("kind", models.CharField(db_index=True, max_length=60)),
+                ("key", models.CharField(max_length=250, unique=True)),
+                ("to", models.CharField(help_text="The address it goes to.", max_length=320)),
+                ("args", models.JSONField(blank=True, default=dict)),
+                (
+                    "about",
+                    models.CharField(
+                        blank=True,
+                        db_index=True,
+                        help_text='What it tells of: "release 12".',
+                        max_length=100,
+                    ),
+                ),
+                ("subject", models.CharField(blank=True, max_length=300)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("sent", "Sent"),
+                            ("failed", "Failed"),
+                            ("skipped", "Not needed"),
+                        ],
+                        default="pending",
+                        max_length=10,
+                    ),
+                ),
+                ("attempts", models.PositiveSmallIntegerField(default=0)),
+                ("last_error", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("next_attempt_at", models.DateTimeField(blank=True, null=True)),
+                ("claimed_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("sent_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
-                'permissions': [('resend_message', 'Can send outgoing messages again')],
-                'indexes': [models.Index(condition=models.Q(('next_attempt_at__isnull', False)), fields=['next_attempt_at'], name='message_due')],
+                "ordering": ["-created_at", "-id"],
+                "permissions": [("resend_message", "Can send outgoing messages again")],
+                "indexes": [
+                    models.Index(
+                        condition=models.Q(("next_attempt_at__isnull", False)),
+                        fields=["next_attempt_at"],
+                        name="message_due",
+                    )
+                ],
             },
         ),
     ]

@@ -9,6 +9,7 @@ is down never blocks or undoes the incident: only the delivery waits.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import urllib.request
@@ -209,7 +210,13 @@ def _post_webhook(delivery: NotificationDelivery) -> None:
         url,
         data=body,
         method="POST",
-        headers={"Content-Type": "application/json", "User-Agent": "rolloutdesk-incidents"},
+        headers={
+            "Content-Type": "application/json",
+            "User-Agent": "rolloutdesk-incidents",
+            # The same on every attempt of this post: a receiver that keeps keys can tell a
+            # retry (after a timeout or a killed worker) from a new message.
+            "Idempotency-Key": hashlib.sha256(delivery.idempotency_key.encode()).hexdigest()[:32],
+        },
     )
     with urllib.request.urlopen(request, timeout=settings.INCIDENTS_WEBHOOK_TIMEOUT) as response:
         response.read(1024)

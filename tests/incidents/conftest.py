@@ -145,6 +145,7 @@ def serve(port: int = 0) -> Receiver:
                 {
                     "path": self.path,
                     "content_type": self.headers.get("Content-Type"),
+                    "idempotency_key": self.headers.get("Idempotency-Key"),
                     "json": json.loads(body or b"null"),
                 }
             )

@@ -48,6 +48,9 @@ def test_every_change_is_posted_to_the_service_webhook_as_slack_json(
 
     assert [r["path"] for r in receiver.received] == ["/hooks/slack"] * 3
     assert {r["content_type"] for r in receiver.received} == {"application/json"}
+    # One key per post, the same on its retries: three posts, three keys.
+    assert len({r["idempotency_key"] for r in receiver.received}) == 3
+    assert all(len(r["idempotency_key"] or "") == 32 for r in receiver.received)
     texts = [r["json"]["text"] for r in receiver.received]
     assert texts[0].startswith(f"[SEV2] Incident #{incident.pk} opened: Checkout answers 500")
     assert texts[1].startswith(f"[SEV2] Incident #{incident.pk} escalated to L1: paging Ada")
@@ -80,6 +83,8 @@ def test_a_500_is_recorded_and_retried_after_its_backoff(service, receiver, run)
         clock.move_to(T0 + timedelta(seconds=30))
         assert run(retry_deliveries) == 1
 
+    # The retry carries the first attempt's key: the receiver can tell it is the same post.
+    assert receiver.received[0]["idempotency_key"] == receiver.received[1]["idempotency_key"]
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts, delivery.sent_at) == (
         DeliveryStatus.SENT,

@@ -50,11 +50,13 @@ class SignificanceTest(models.TextChoices):
 class CriticalAction(models.TextChoices):
     NOTIFY = "notify", "Notify"
     PAUSE = "pause", "Pause the release"
+    STEP_BACK = "step_back", "Step traffic back to the previous stage"
     ROLLBACK = "rollback", "Roll the release back"
 
 
 class WarningAction(models.TextChoices):
     NOTIFY = "notify", "Notify"
+    STEP_BACK = "step_back", "Step traffic back to the previous stage"
     NOTHING = "none", "Record only"
 
 

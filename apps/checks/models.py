@@ -13,6 +13,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from apps.releases.choices import Severity
 from apps.releases.models import Release, RolloutPlan, Service, Stage, StageTemplate
 
 from .choices import (
@@ -209,6 +210,13 @@ class MetricCriterion(models.Model):
     )
     on_warning = models.CharField(
         max_length=10, choices=WarningAction.choices, default=WarningAction.NOTIFY
+    )
+    incident_severity = models.CharField(
+        max_length=4,
+        choices=Severity.choices,
+        blank=True,
+        help_text="The severity of the incident a critical breach opens (blank: the "
+        "INCIDENT_BREACH_SEVERITY setting).",
     )
     dry_run = models.BooleanField(
         default=False,

@@ -4,19 +4,11 @@ from __future__ import annotations
 
 from django.db import models
 
+# Severity is declared beside the releases' vocabulary so that a metric criterion (checks) can
+# name the severity of the incident its breach opens; it is the incidents' word, exported here.
+from apps.releases.choices import Severity
 
-class Severity(models.TextChoices):
-    # Ordered most severe first: "at or above SEV2" means SEV1 or SEV2.
-    SEV1 = "sev1", "SEV1 (critical)"
-    SEV2 = "sev2", "SEV2 (high)"
-    SEV3 = "sev3", "SEV3 (moderate)"
-    SEV4 = "sev4", "SEV4 (info)"
-
-    @classmethod
-    def rank(cls, value: str) -> int:
-        """1 for SEV1 … 4 for SEV4: lower is more severe."""
-        return int(value[-1])
-
+__all__ = ["Severity"]
 
 # Severities whose open incidents hold the other rollouts of their service.
 BLOCKING_SEVERITIES = [Severity.SEV1, Severity.SEV2]

@@ -84,3 +84,16 @@ class BlockerKind(models.TextChoices):
         """0 for the most important kind; an unknown kind sorts last."""
         values = cls.values
         return values.index(kind) if kind in values else len(values)
+
+
+class Severity(models.TextChoices):
+    # Ordered most severe first: "at or above SEV2" means SEV1 or SEV2.
+    SEV1 = "sev1", "SEV1 (critical)"
+    SEV2 = "sev2", "SEV2 (high)"
+    SEV3 = "sev3", "SEV3 (moderate)"
+    SEV4 = "sev4", "SEV4 (info)"
+
+    @classmethod
+    def rank(cls, value: str) -> int:
+        """1 for SEV1 … 4 for SEV4: lower is more severe."""
+        return int(value[-1])

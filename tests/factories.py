@@ -23,7 +23,7 @@ class UserFactory(factory.django.DjangoModelFactory):
 
 
 class PlanFactory(factory.django.DjangoModelFactory):
-    """A plan with stages given as [(name, percentage, soak, auto_advance), ...]."""
+    """A plan with stages given as [(name, percentage, soak, auto_advance[, environment]), ...]."""
 
     class Meta:
         model = RolloutPlan
@@ -43,7 +43,7 @@ class PlanFactory(factory.django.DjangoModelFactory):
             ("half", 50, timedelta(0), False),
             ("full", 100, timedelta(0), False),
         ]
-        for position, (name, pct, soak, auto) in enumerate(specs):
+        for position, (name, pct, soak, auto, *environment) in enumerate(specs):
             StageTemplate.objects.create(
                 plan=self,
                 position=position,
@@ -51,6 +51,7 @@ class PlanFactory(factory.django.DjangoModelFactory):
                 traffic_percentage=pct,
                 min_soak=soak,
                 auto_advance=auto,
+                environment=environment[0] if environment else None,
             )
 
 

@@ -49,6 +49,8 @@ class EventVerb(models.TextChoices):
     SIGNOFFS_REQUESTED = "signoffs_requested", "Sign-offs requested"
     SIGNOFFS_LAPSED = "signoffs_lapsed", "Sign-offs lapsed"
     ARTIFACT_CHANGED = "artifact_changed", "Artifact changed"
+    STEPPED_BACK = "stepped_back", "Stepped back"
+    SENT_BACK = "sent_back", "Sent back to an earlier environment"
 
 
 class BlockerKind(models.TextChoices):

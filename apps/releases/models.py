@@ -99,6 +99,15 @@ class StageTemplate(models.Model):
         help_text="Requests the stage must serve during its soak (0: time only). Counted from "
         "the `count` of the service's traffic metric (see metric checks).",
     )
+    environment = models.ForeignKey(
+        Environment,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Where this stage runs; empty: the release's environment. A plan may cross "
+        "environments (staging, then production).",
+    )
 
     class Meta:
         ordering = ["plan", "position"]
@@ -225,6 +234,9 @@ class Stage(models.Model):
         default=timedelta(0), help_text="Time spent paused; it does not count as soak."
     )
     min_requests = models.PositiveIntegerField(default=0)
+    # Where the stage runs: its template's environment, or the release's when the template names
+    # none. Always set, so readers never resolve the default themselves.
+    environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="+")
     # The plan step this stage was copied from: its metric criteria watch the stage.
     template = models.ForeignKey(
         StageTemplate, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -68,6 +68,7 @@ def create_release(
                     min_soak=template.min_soak,
                     auto_advance=template.auto_advance,
                     min_requests=template.min_requests,
+                    environment_id=template.environment_id or environment.pk,
                     template=template,
                 )
                 for index, template in enumerate(templates)

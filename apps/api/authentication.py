@@ -60,6 +60,11 @@ class ServiceTokenAuthentication(BaseAuthentication):
             key = parts[1].decode()
         except UnicodeError as exc:
             raise AuthenticationFailed("Invalid token.") from exc
+        return self.principal(key)
+
+    def principal(self, key: str) -> tuple[TokenPrincipal, ApiToken]:
+        """The unrevoked token with this key, as the request's user (AuthenticationFailed if
+        none); also used by the OFREP endpoints, which take the key in other headers too."""
         # The token and its services in one query (a row per service): this runs on every API
         # request, and each query costs more to build in the ORM than to answer.
         rows = list(

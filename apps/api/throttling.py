@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 LOGIN_PATHS = ("/accounts/login/", "/admin/login/")
 API_PREFIX = "/api/"
+# OFREP takes the same tokens (apps/api/views_ofrep.py), also in its own X-API-Key header.
+OFREP_PREFIX = "/ofrep/"
 
 
 def client_address(request: HttpRequest) -> str:
@@ -84,6 +86,8 @@ def _too_many(request: HttpRequest, window: Window, what: str) -> HttpResponse:
     message = f"Too many {what} from this address; try again in {retry} seconds."
     if request.path.startswith(API_PREFIX):
         response: HttpResponse = JsonResponse({"detail": message}, status=429)
+    elif request.path.startswith(OFREP_PREFIX):
+        response = JsonResponse({"errorCode": "GENERAL", "errorDetails": message}, status=429)
     else:
         response = HttpResponse(message, status=429, content_type="text/plain; charset=utf-8")
     response["Retry-After"] = str(retry)
@@ -104,7 +108,12 @@ class FailedAuthThrottleMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         address = client_address(request)
-        is_token = request.path.startswith(API_PREFIX) and "HTTP_AUTHORIZATION" in request.META
+        is_token = (
+            request.path.startswith(API_PREFIX) and "HTTP_AUTHORIZATION" in request.META
+        ) or (
+            request.path.startswith(OFREP_PREFIX)
+            and ("HTTP_AUTHORIZATION" in request.META or "HTTP_X_API_KEY" in request.META)
+        )
         is_login = request.method == "POST" and request.path in LOGIN_PATHS
         if is_token and token_window().blocked(address):
             return _too_many(request, token_window(), "invalid API tokens")

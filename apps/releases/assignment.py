@@ -1,0 +1,45 @@
+"""Which release splits a service's traffic in an environment: the one a unit is bucketed by.
+
+A release holds traffic while it is in progress or paused (ReleaseStatus.active()); its stage's
+percentage of units get the new version (Release.bucket, the one assignment). When no release of
+the service holds traffic there, nothing is being rolled out: every unit gets the version that
+serves everyone (control). Two releases hold traffic at once only when a start was forced past
+the one-running-release gate; the one started last is then the one units are bucketed by, as it
+is the rollout the release manager chose to run.
+
+Read by the OpenFeature (OFREP) endpoints, which know a service and an environment, not a release.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.db.models import QuerySet
+
+from .choices import ReleaseStatus
+from .models import Environment, Release
+
+
+def _holding_traffic(**environment: Any) -> QuerySet[Release]:
+    """Releases holding traffic in the environment matched by `environment` (a lookup on it),
+    oldest start first: the last one per service is the one its units are bucketed by."""
+    lookup = {f"environment__{name}": value for name, value in environment.items()}
+    return (
+        Release.objects.filter(status__in=ReleaseStatus.active(), **lookup)
+        .select_related("current_stage")
+        .order_by("service_id", "started_at", "pk")
+    )
+
+
+def splitting(service_ids: Iterable[int], environment: Environment) -> dict[int, Release]:
+    """For each service (by id) with a release holding traffic in `environment`, that release
+    (current stage loaded); services with none are absent. One query whatever the count."""
+    releases = _holding_traffic(pk=environment.pk).filter(service_id__in=list(service_ids))
+    return {release.service_id: release for release in releases}
+
+
+def splitting_one(service_slug: str, environment_slug: str) -> Release | None:
+    """The release splitting one service's traffic in one environment, both by slug, or None
+    (also for a slug that names nothing: the caller tells those apart only then). One query."""
+    return _holding_traffic(slug=environment_slug).filter(service__slug=service_slug).last()

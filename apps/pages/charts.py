@@ -45,8 +45,11 @@ RANGE_LABELS = {
 }
 DEFAULT_RANGE = "all"
 MAX_BUCKETS = 240
-# A young release still gets an hour of context (its baseline, the minutes before it started).
-MIN_SPAN = timedelta(hours=1)
+# "Whole release" fits the release: it spans from a little before the start (LEAD of the span,
+# at least one bucket, so the first minute is not on the edge) to now or the end, and never less
+# than MIN_SPAN, so a release minutes old still shows its first buckets across the whole width.
+MIN_SPAN = timedelta(minutes=5)
+LEAD = 0.05
 BUCKET_STEPS = [
     timedelta(minutes=1),
     timedelta(minutes=5),
@@ -71,7 +74,6 @@ GEOMETRY = {
     "label_x": LEFT - 6,
     "threshold_x": LEFT + 4,
     "top": TOP - 6,
-    "stage_label_y": TOP - 12,
     "bottom": PLOT_BOTTOM,
     "strip": STRIP_Y + 4,
     "axis": AXIS_Y,
@@ -89,14 +91,16 @@ def bucket_step(span: timedelta) -> timedelta:
 
 
 def time_window(release: Release, range_key: str, now: datetime) -> tuple[datetime, datetime]:
-    """[start, end] of the range shown: up to now (or the release's end), back by the range."""
+    """[start, end] of the range shown: up to now (or the release's end), back by the range;
+    for the whole release, its life with a small lead before it."""
     end = release.finished_at or now
     length = RANGES.get(range_key)
-    if length is None:
-        start = release.started_at or release.created_at
-    else:
-        start = end - length
-    return min(start, end - MIN_SPAN), end
+    if length is not None:
+        return end - length, end
+    began = min(release.started_at or release.created_at, end)
+    span = max(end - began, MIN_SPAN)
+    lead = max(span * LEAD, bucket_step(span))
+    return min(began - lead, end - MIN_SPAN), end
 
 
 @dataclass
@@ -146,6 +150,20 @@ class Line:
     path: str = ""
     y: float | None = None  # horizontal lines
     label_y: float = 0.0
+    # Points with no neighbour (a single bucket between gaps): a path of one move-to draws
+    # nothing, so they are drawn as markers — the one sample that caused a rollback included.
+    dots: list[tuple[float, float]] = field(default_factory=list)
+
+
+@dataclass
+class StageLabel:
+    """A stage change: a vertical line at x, and its label on the first row where it fits."""
+
+    x: float
+    label: str
+    anchor: str  # "start" (reads rightwards) or "end" (near the right edge)
+    y: float
+    title: str  # the full label, also when the drawn one had to be shortened or left out
 
 
 @dataclass
@@ -160,7 +178,7 @@ class Chart:
     marks: list[Mark] = field(default_factory=list)
     x_ticks: list[tuple[float, str]] = field(default_factory=list)
     y_ticks: list[tuple[float, str]] = field(default_factory=list)
-    stage_lines: list[tuple[float, str, str]] = field(default_factory=list)  # x, label, anchor
+    stage_lines: list[StageLabel] = field(default_factory=list)
     source: str = "samples"  # or "results" when the metric is read remotely (no samples)
     scope: str = ""
     rows: list[dict[str, Any]] = field(default_factory=list)
@@ -483,19 +501,12 @@ def _layout(
         return round(PLOT_BOTTOM - (PLOT_BOTTOM - TOP) * ratio, 1)
 
     for key, buckets in chart.series.items():
-        commands = []
-        pen_down = False
-        for bucket in buckets:
-            if bucket.value is None or not math.isfinite(bucket.value):
-                pen_down = False  # a gap in the data is a gap in the line
-                continue
-            commands.append(f"{'L' if pen_down else 'M'}{x_of(bucket.at)},{y_of(bucket.value)}")
-            pen_down = True
+        path, dots = _trace(buckets, x_of, y_of)
         if key.startswith("limit-"):
             level = key.removeprefix("limit-")
             for line in chart.thresholds:
                 if line.key == level:
-                    line.path = " ".join(commands)
+                    line.path, line.dots = path, dots
                     last = next((b for b in reversed(buckets) if b.value is not None), None)
                     line.label_y = y_of(last.value) - 4 if last else TOP
             continue
@@ -503,7 +514,7 @@ def _layout(
             Variant.TREATMENT: "this release (treatment)",
             Variant.CONTROL: "the rest (control)",
         }.get(key, key)
-        chart.lines.append(Line(key=key, label=label, path=" ".join(commands)))
+        chart.lines.append(Line(key=key, label=label, path=path, dots=dots))
     for line in chart.thresholds:
         if line.y is not None:
             line.label_y = y_of(line.y) - 4
@@ -521,14 +532,75 @@ def _layout(
         )
         for i in range(5)
     ]
+    changes = []
     for stage in stages:
         if stage.entered_at and start < stage.entered_at <= end:
             ratio = (stage.entered_at - start).total_seconds() / span_seconds
-            x = round(LEFT + plot_width * ratio, 1)
-            # Near the right edge the label reads leftwards, so it stays inside the chart.
-            anchor = "end" if x > WIDTH - RIGHT - 90 else "start"
-            chart.stage_lines.append((x, f"{stage.name} {stage.traffic_percentage}%", anchor))
+            changes.append((round(LEFT + plot_width * ratio, 1), stage))
+    chart.stage_lines = _stage_labels(changes)
     chart.rows = _table_rows(chart)
+
+
+def _trace(
+    buckets: Sequence[Bucket], x_of: Any, y_of: Any
+) -> tuple[str, list[tuple[float, float]]]:
+    """An SVG path through the runs of buckets with data (a gap is a gap in the line), and the
+    points that stand alone, to be drawn as markers."""
+    runs: list[list[tuple[float, float]]] = [[]]
+    for bucket in buckets:
+        if bucket.value is None or not math.isfinite(bucket.value):
+            if runs[-1]:
+                runs.append([])
+            continue
+        runs[-1].append((x_of(bucket.at), y_of(bucket.value)))
+    commands = []
+    dots = []
+    for run in runs:
+        if len(run) == 1:
+            dots.append(run[0])
+        elif run:
+            commands.extend(f"{'L' if i else 'M'}{x},{y}" for i, (x, y) in enumerate(run))
+    return " ".join(commands), dots
+
+
+# Stage labels: about 6.2 units per character at the labels' 11 px, and three rows — one above
+# the plot, two along its top edge (drawn with a halo so the lines under them stay legible).
+LABEL_CHAR_WIDTH = 6.2
+LABEL_GAP = 6.0
+LABEL_ROWS = (TOP - 12, TOP + 12, TOP + 26)
+
+
+def _stage_label_text(stage: Stage) -> tuple[str, str]:
+    """The full label and its short form (the traffic only), without "25% 25%" repeats."""
+    share = f"{stage.traffic_percentage}%"
+    compact = stage.name.replace(" ", "")
+    full = stage.name if compact.endswith(share) else f"{stage.name} {share}"
+    return full, share
+
+
+def _stage_labels(changes: list[tuple[float, Stage]]) -> list[StageLabel]:
+    """Place each stage change's label on the first row where it overlaps no other label; when
+    the full label fits on no row, its traffic share alone; when that fits nowhere either (stages
+    seconds apart), the line carries the label as its tooltip only."""
+    taken: list[list[tuple[float, float]]] = [[] for _ in LABEL_ROWS]
+    placed = []
+    for x, stage in changes:
+        full, short = _stage_label_text(stage)
+        chosen = None
+        for text in (full, short):
+            width = len(text) * LABEL_CHAR_WIDTH + 3
+            # Near the right edge the label reads leftwards, so it stays inside the chart.
+            anchor = "end" if x + width > WIDTH - RIGHT else "start"
+            left, right = (x - width, x) if anchor == "end" else (x, x + width)
+            for row, spans in enumerate(taken):
+                if all(right + LABEL_GAP <= a or left >= b + LABEL_GAP for a, b in spans):
+                    spans.append((left, right))
+                    chosen = StageLabel(x, text, anchor, LABEL_ROWS[row], full)
+                    break
+            if chosen:
+                break
+        placed.append(chosen or StageLabel(x, "", "start", LABEL_ROWS[0], full))
+    return placed
 
 
 def _table_rows(chart: Chart) -> list[dict[str, Any]]:

@@ -77,7 +77,19 @@ def _metric_verdicts(release: Release, limit: int = 10) -> list[Any]:
         return []
     from apps.checks.models import CheckResult
 
-    return list(CheckResult.objects.filter(release=release).order_by("-at", "-id")[:limit])
+    results = list(
+        CheckResult.objects.filter(release=release)
+        .select_related("criterion__metric")
+        .order_by("-at", "-id")[:limit]
+    )
+    for result in results:
+        # The metric's own formatter, as the charts and the emails use: "1 %", not "0.010".
+        metric = result.criterion.metric if result.criterion else None
+        if result.value is None:
+            result.shown_value = "—"
+        else:
+            result.shown_value = metric.format(result.value) if metric else f"{result.value:.4g}"
+    return results
 
 
 def _context(request: HttpRequest, release: Release, **extra: Any) -> dict[str, Any]:

@@ -7,119 +7,22 @@ Without /usr/bin/chromium these tests skip locally and fail in CI (REQUIRE_SERVI
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from django.conf import settings
 
 from apps.releases.choices import ReleaseStatus
-from tests.conftest import need_service
-from tests.pages.conftest import SMOKE, Rollout, build_plan, start_rollout
+from tests.pages.conftest import SMOKE, Rollout, build_plan, shot, sign_in, start_rollout
 
 pytestmark = [
     pytest.mark.services,
     pytest.mark.django_db(transaction=True),
 ]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-]
-SCREENSHOTS = Path(settings.BASE_DIR) / "var" / "screenshots"
-PASSWORD = "pw-for-tests-1"  # tests.factories.UserFactory
-
-
-@pytest.fixture
-def browser(transactional_db, monkeypatch) -> Iterator:
-    """Chromium, started once the test database is ready (and stopped before it is flushed).
-
-    While Playwright's sync API runs, this thread counts as "async" for Django: the ORM calls
-    the test makes meanwhile are plain synchronous ones (hence DJANGO_ALLOW_ASYNC_UNSAFE), on a
-    connection of their own, closed before Playwright stops.
-    """
-    if not os.path.exists(CHROMIUM):
-        need_service(f"{CHROMIUM} is missing: apt-get install chromium fonts-liberation")
-    from django.db import connections
-    from playwright.sync_api import sync_playwright
-
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-            connections.close_all()
-
-
-@pytest.fixture(scope="module")
-def live_server(django_db_setup) -> Iterator:
-    """pytest-django's live server, started with plain-HTTP settings.
-
-    The server builds its middleware once, when it starts: the HTTPS redirect and secure cookies
-    of the production settings must be off by then (the suite's autouse `_plain_http` comes too
-    late for a server started earlier).
-    """
-    from django.test.utils import override_settings
-    from pytest_django.live_server_helper import LiveServer
-
-    with override_settings(
-        SECURE_SSL_REDIRECT=False,
-        SECURE_HSTS_SECONDS=0,
-        SESSION_COOKIE_SECURE=False,
-        CSRF_COOKIE_SECURE=False,
-    ):
-        server = LiveServer("localhost")
-        yield server
-        server.stop()
-
-
-@pytest.fixture
-def open_page(browser, live_server):
-    """A new browser tab at the given width; closed after the test."""
-    contexts = []
-
-    def make(width: int = 1280):
-        context = browser.new_context(viewport={"width": width, "height": 900})
-        context.set_default_timeout(10_000)
-        contexts.append(context)
-        return context.new_page()
-
-    yield make
-    for context in contexts:
-        context.close()
-
 
 @pytest.fixture
 def browser_rollout(service, production) -> Rollout:
     return start_rollout(service=service, environment=production, plan=build_plan("browser"))
-
-
-def sign_in(page, live_server, username: str) -> None:
-    page.goto(live_server.url + "/")
-    # Not signed in: the dashboard sends us to the styled sign-in page and back.
-    assert "/accounts/login/" in page.url
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(live_server.url + "/")
-
-
-def shot(page, name: str) -> Path:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    return path
 
 
 def test_release_flow_in_a_browser(browser_rollout, alice, rita, live_server, open_page):

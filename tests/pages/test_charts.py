@@ -14,6 +14,7 @@ from apps.checks.choices import MetricKind, Reference, Tolerance, Variant, Verdi
 from apps.checks.models import CheckResult, CheckRun, MetricCriterion, MetricDefinition, Sample
 from apps.core.actors import Actor
 from apps.pages import charts
+from apps.releases.models import Stage
 from apps.rollouts import transitions
 from tests.factories import PlanFactory, make_release
 
@@ -157,3 +158,54 @@ def test_verdicts_are_marked_per_bucket_worst_first(started, ratio):
     # No samples stored (a Prometheus or SQL source): the line shows what the checks measured.
     assert chart.source == "results"
     assert values(chart) == {T0 + 3 * MINUTE: 0.01}
+
+
+def test_a_point_alone_between_gaps_is_drawn_as_a_marker(started, ratio):
+    # The one sample that caused a rollback, minutes after the last: a path of one move-to
+    # would draw nothing.
+    watch = criterion(started, ratio)
+    for minute in (1, 2, 3):
+        sample(started, ratio, T0 + minute * MINUTE + timedelta(seconds=1), 0.01)
+    sample(started, ratio, T0 + 9 * MINUTE + timedelta(seconds=1), 0.09)
+    line = draw(started, [watch]).charts[0].lines[0]
+    assert line.path.count("M") == 1 and line.path.count("L") == 2
+    assert len(line.dots) == 1
+    x, y = line.dots[0]
+    assert y < min(float(c.split(",")[1]) for c in line.path.split())  # 9 % is above 1 %
+
+
+def test_stage_labels_minutes_apart_never_overprint(started, ratio):
+    watch = criterion(started, ratio)
+    stages = [
+        Stage(release=started, position=i, name=f"{share}%", traffic_percentage=share)
+        for i, share in enumerate((1, 5, 10, 15, 25, 50))
+    ]
+    for i, stage in enumerate(stages):
+        stage.entered_at = T0 + i * MINUTE
+    placed = draw(started, [watch], now=T0 + 4 * 60 * MINUTE, stages=stages).charts[0].stage_lines
+    assert [label.title for label in placed] == ["1%", "5%", "10%", "15%", "25%", "50%"]
+    boxes = []
+    for label in placed:
+        if label.label:
+            width = len(label.label) * charts.LABEL_CHAR_WIDTH
+            left = label.x - width if label.anchor == "end" else label.x
+            boxes.append((label.y, left, left + width))
+    assert len({y for y, _, _ in boxes}) > 1  # stacked on more than one row
+    for i, (y, left, right) in enumerate(boxes):
+        for other_y, other_left, other_right in boxes[i + 1 :]:
+            if y == other_y:
+                assert right <= other_left or left >= other_right, boxes
+
+
+def test_the_whole_release_fits_a_release_minutes_old(started, ratio):
+    watch = criterion(started, ratio)
+    for minute in range(4):
+        sample(started, ratio, T0 + minute * MINUTE + timedelta(seconds=1), 0.01)
+    chart_set = draw(started, [watch], now=T0 + 4 * MINUTE)
+    assert chart_set.end - chart_set.start <= timedelta(minutes=6)
+    xs = [float(c[1:].split(",")[0]) for c in chart_set.charts[0].lines[0].path.split()]
+    plot = charts.WIDTH - charts.LEFT - charts.RIGHT
+    assert (max(xs) - min(xs)) / plot > 0.6  # was 5 % of the width with a fixed hour
+    # A fixed range keeps its length.
+    hour = draw(started, [watch], range_key="1h", now=T0 + 4 * MINUTE)
+    assert hour.end - hour.start == timedelta(hours=1)

@@ -5,6 +5,7 @@ console email. Production sets DATABASE_URL (PostgreSQL), CELERY_BROKER_URL (Red
 (SMTP), SECRET_KEY, ALLOWED_HOSTS and DEBUG=false.
 """
 
+import ipaddress
 import os
 import sys
 from pathlib import Path
@@ -67,6 +68,8 @@ INSTALLED_APPS = [
     "apps.demo",
     "apps.pages",
     "apps.reports",
+    "apps.exporter",
+    "apps.configuration",
 ]
 
 MIDDLEWARE = [
@@ -352,6 +355,21 @@ SPECTACULAR_SETTINGS = {
         "IncidentStatusEnum": "apps.incidents.choices.IncidentStatus",
     },
 }
+
+# --- rolloutdesk's own metrics for Prometheus (apps/exporter, docs/deploy.md) -----------------
+# /metrics answers only once a bearer token or an allow-list of client networks is set (both
+# set: both must hold); with neither it is a 404, so an embedded run exposes nothing.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=[])
+for _network in METRICS_ALLOWED_NETWORKS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError as _exc:
+        raise ImproperlyConfigured(
+            f"METRICS_ALLOWED_NETWORKS: {_network!r} is not a network such as 10.0.0.0/8."
+        ) from _exc
+# The window of the windowed figures (criterion evaluations by provider and verdict).
+METRICS_WINDOW_SECONDS = env.int("METRICS_WINDOW_SECONDS", default=300)
 
 # --- security (production) ------------------------------------------------------------------
 if not DEBUG:

@@ -15,6 +15,7 @@ urlpatterns = [
     path("", include("apps.pages.signoff_urls")),
     path("", include("apps.incidents.urls")),
     path("", include("apps.reports.urls")),
+    path("", include("apps.exporter.urls")),
 ]
 
 if settings.BENCH_FLOOR_VIEW:

@@ -33,9 +33,11 @@ ALLOWED: dict[str, list[str]] = {
     "incidents": ["releases", *BASE],
     "rollouts": [*DOMAIN, *BASE],
     "reports": [*DOMAIN, *BASE],
-    "api": ["rollouts", *DOMAIN, *BASE],
+    "configuration": [*DOMAIN, *BASE],
+    "api": ["rollouts", "configuration", *DOMAIN, *BASE],
     "pages": ["rollouts", "reports", *DOMAIN, *BASE],
     "demo": ["rollouts", "api", *DOMAIN, *BASE],
+    "exporter": ["rollouts", "reports", *DOMAIN, *BASE],
 }
 
 

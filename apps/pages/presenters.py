@@ -59,10 +59,7 @@ def gate_light(verdict: Verdict) -> Light:
     first = min(verdict.blockers, key=lambda b: BlockerKind.rank(b.kind)).detail
     more = len(verdict.blockers) - 1
     summary = first + (f" (and {more} more)" if more else "")
-    # Only waiting (for time, a tick or a signature): amber. Anything else is red.
-    if all(b.kind in BlockerKind.waiting() for b in verdict.blockers):
-        return Light("amber", "Amber", summary)
-    return Light("red", "Red", summary)
+    return Light(verdict.light, verdict.light.capitalize(), summary)
 
 
 @dataclass(frozen=True)

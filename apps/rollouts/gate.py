@@ -55,6 +55,18 @@ class Verdict:
             return "green"
         return "; ".join(b.detail for b in self.blockers)
 
+    @property
+    def light(self) -> str:
+        """green: open; amber: every blocker only waits (for time, a tick or a signature);
+        red: something is wrong; grey: finished, no next step. The pages and /metrics show it."""
+        if not self.step:
+            return "grey"
+        if self.can_advance:
+            return "green"
+        if all(b.kind in BlockerKind.waiting() for b in self.blockers):
+            return "amber"
+        return "red"
+
 
 def check_status(release: Release, stage: Stage | None, now: datetime) -> list[Blocker]:
     """Only a planned release can start and only a running one can advance."""

@@ -1,4 +1,4 @@
-"""Top-level URLs: the pages (dashboard at /), the admin and the API."""
+"""Top-level URLs: the pages (dashboard at /), the admin, the API and OFREP."""
 
 from django.conf import settings
 from django.contrib import admin
@@ -12,6 +12,8 @@ urlpatterns = [
     path("", include("apps.pages.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("apps.api.urls")),
+    # OpenFeature's remote evaluation protocol: a service's rollout as a flag (docs/ci.md).
+    path("ofrep/v1/", include("apps.api.ofrep_urls")),
     path("", include("apps.pages.signoff_urls")),
     path("", include("apps.incidents.urls")),
     path("", include("apps.reports.urls")),

@@ -1,11 +1,13 @@
 """Which release splits a service's traffic in an environment: the one a unit is bucketed by.
 
-A release holds traffic while it is in progress or paused (ReleaseStatus.active()); its stage's
-percentage of units get the new version (Release.bucket, the one assignment). When no release of
-the service holds traffic there, nothing is being rolled out: every unit gets the version that
-serves everyone (control). Two releases hold traffic at once only when a start was forced past
-the one-running-release gate; the one started last is then the one units are bucketed by, as it
-is the rollout the release manager chose to run.
+A release holds traffic while it is in progress or paused (ReleaseStatus.active()), in the
+environment its current stage runs in (Stage.environment: a plan may go staging, then
+production); its stage's percentage of units get the new version (Release.bucket, the one
+assignment). A release still in its staging stages splits staging's traffic, not production's.
+When no release of the service holds traffic there, nothing is being rolled out: every unit gets
+the version that serves everyone (control). Two releases hold traffic at once only when a start
+was forced past the one-running-release gate; the one started last is then the one units are
+bucketed by, as it is the rollout the release manager chose to run.
 
 Read by the OpenFeature (OFREP) endpoints, which know a service and an environment, not a release.
 """
@@ -22,9 +24,10 @@ from .models import Environment, Release
 
 
 def _holding_traffic(**environment: Any) -> QuerySet[Release]:
-    """Releases holding traffic in the environment matched by `environment` (a lookup on it),
-    oldest start first: the last one per service is the one its units are bucketed by."""
-    lookup = {f"environment__{name}": value for name, value in environment.items()}
+    """Releases holding traffic in the environment matched by `environment` (a lookup on their
+    current stage's), oldest start first: the last one per service is the one its units are
+    bucketed by."""
+    lookup = {f"current_stage__environment__{name}": value for name, value in environment.items()}
     return (
         Release.objects.filter(status__in=ReleaseStatus.active(), **lookup)
         .select_related("current_stage")

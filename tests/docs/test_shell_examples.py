@@ -61,6 +61,9 @@ NOT_RUN = {
 EXPECT = {
     ("ci.md", "issue_token"): [r"Token 'github-ci' for ai-orchestra\.", r"\nrd_[\w-]{30,}"],
     ("ci.md", "bash docs/examples/pipeline.sh"): [r"route 5% to 2\.6\.0", r"serves 100%"],
+    ("ci.md", "/ofrep/v1/evaluate/flags/"): [
+        r'^\{"key":"ai-orchestra","value":false,"variant":"control","reason":"STATIC",'
+    ],
     ("ci.md", "$ID/gate/"): [
         r'^\{"can_advance":false,"step":"start","stage":null,"status":"planned",',
         r"Checklist 'Pre-deployment' \(0/1 done\) has 1 required item open: All tests pass\.",

@@ -17,6 +17,8 @@ from csp.constants import NONE as CSP_NONE
 from csp.constants import SELF as CSP_SELF
 from django.core.exceptions import ImproperlyConfigured
 
+from apps.sso.group_map import parse_group_map
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(environ.Env().str("ROLLOUTDESK_VAR_DIR", default=str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
@@ -70,6 +72,7 @@ INSTALLED_APPS = [
     "apps.reports",
     "apps.exporter",
     "apps.configuration",
+    "apps.sso",
 ]
 
 MIDDLEWARE = [
@@ -101,6 +104,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "apps.sso.context.sign_in",
             ],
         },
     },
@@ -262,6 +266,44 @@ OUTBOX_MAX_ATTEMPTS = env.int("OUTBOX_MAX_ATTEMPTS", default=8)
 # --- sign-offs -----------------------------------------------------------------------------
 # A person asked to sign and not yet signed is reminded at most once per this many hours.
 SIGNOFF_REMINDER_HOURS = env.int("SIGNOFF_REMINDER_HOURS", default=24)
+
+# --- single sign-on (OpenID Connect, apps/sso, docs/sso.md) ----------------------------------
+# Off unless OIDC_ISSUER is set: the provider's issuer URL, whose discovery document
+# ({issuer}/.well-known/openid-configuration) gives every endpoint and the signing keys.
+OIDC_ISSUER = env("OIDC_ISSUER", default="").rstrip("/")
+OIDC_RP_CLIENT_ID = env("OIDC_CLIENT_ID", default="")
+OIDC_RP_CLIENT_SECRET = env("OIDC_CLIENT_SECRET", default="")
+OIDC_RP_SCOPES = env("OIDC_SCOPES", default="openid email profile")
+# The claim (ID token or userinfo) listing the person's groups; dotted for a nested one.
+OIDC_GROUPS_CLAIM = env("OIDC_GROUPS_CLAIM", default="groups")
+# IdP group -> rolloutdesk group, "a=Release managers;b=Approvers;c=Viewers;d=Product": every
+# group on the right is managed, and re-set from the claims at each sign-in (apps/sso/mapping.py).
+OIDC_GROUP_MAP = parse_group_map(env("OIDC_GROUP_MAP", default=""))
+OIDC_PROVIDER_NAME = env("OIDC_PROVIDER_NAME", default="single sign-on")
+OIDC_RP_SIGN_ALGO = env("OIDC_SIGN_ALGO", default="RS256")
+OIDC_TIMEOUT = env.float("OIDC_TIMEOUT", default=5.0)
+OIDC_CLOCK_SKEW_SECONDS = env.int("OIDC_CLOCK_SKEW_SECONDS", default=60)
+# Local password sign-in (the sign-in page's form and the admin's); off only with SSO on.
+SSO_PASSWORD_LOGIN = env.bool("SSO_PASSWORD_LOGIN", default=True)
+OIDC_USE_PKCE = True
+OIDC_PKCE_CODE_CHALLENGE_METHOD = "S256"
+OIDC_STORE_ID_TOKEN = True  # sent back as id_token_hint when signing out at the provider
+OIDC_OP_LOGOUT_URL_METHOD = "apps.sso.views.provider_logout_url"
+OIDC_AUTHENTICATION_CALLBACK_URL = "oidc_authentication_callback"
+LOGIN_REDIRECT_URL_FAILURE = "/accounts/login/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+if OIDC_ISSUER:
+    if not (OIDC_RP_CLIENT_ID and OIDC_RP_CLIENT_SECRET):
+        raise ImproperlyConfigured("OIDC_ISSUER is set: set OIDC_CLIENT_ID and OIDC_CLIENT_SECRET.")
+    AUTHENTICATION_BACKENDS = ["apps.sso.backend.Backend"]
+    if SSO_PASSWORD_LOGIN:
+        AUTHENTICATION_BACKENDS.append("django.contrib.auth.backends.ModelBackend")
+else:
+    if not SSO_PASSWORD_LOGIN:
+        raise ImproperlyConfigured(
+            "SSO_PASSWORD_LOGIN=false needs single sign-on (OIDC_ISSUER): nobody could sign in."
+        )
+    AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
 
 # --- incidents -----------------------------------------------------------------------------
 # The severity of an incident opened by a critical metric breach (sev1 … sev4).

@@ -9,6 +9,9 @@ admin.site.site_title = "rolloutdesk"
 admin.site.index_title = "Rollouts, plans and services"
 
 urlpatterns = [
+    # First: single sign-on's sign-out and admin sign-in stand in for the local ones (each acts
+    # as the local one while OIDC_ISSUER is unset).
+    path("", include("apps.sso.urls")),
     path("", include("apps.pages.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("apps.api.urls")),

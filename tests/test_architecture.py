@@ -38,6 +38,7 @@ ALLOWED: dict[str, list[str]] = {
     "pages": ["rollouts", "reports", *DOMAIN, *BASE],
     "demo": ["rollouts", "api", *DOMAIN, *BASE],
     "exporter": ["rollouts", "reports", *DOMAIN, *BASE],
+    "sso": ["releases", "core"],
 }
 
 

@@ -428,7 +428,8 @@ def fill(*, releases: int, running: int, samples: int, services: int = 20) -> di
         cursor.execute(
             """
             INSERT INTO releases_stage (release_id, position, name, traffic_percentage, min_soak,
-                auto_advance, status, entered_at, exited_at, paused_for, min_requests, template_id)
+                auto_advance, status, entered_at, exited_at, paused_for, min_requests, template_id,
+                environment_id)
             SELECT r.id, t.position, t.name, t.traffic_percentage, t.min_soak, t.auto_advance,
                    CASE WHEN r.status = 'completed' THEN 'passed'
                         WHEN r.status = 'rolled_back' AND t.position = 1 THEN 'rolled_back'
@@ -442,7 +443,7 @@ def fill(*, releases: int, running: int, samples: int, services: int = 20) -> di
                    CASE WHEN r.status = 'completed' OR t.position = 0
                              OR (r.status = 'rolled_back' AND t.position = 1)
                         THEN r.started_at + (t.position + 1) * interval '10 hours' END,
-                   interval '0', 0, t.id
+                   interval '0', 0, t.id, COALESCE(t.environment_id, r.environment_id)
             FROM releases_release r CROSS JOIN releases_stagetemplate t
             WHERE t.plan_id = %(plan)s
             """,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from apps.incidents.choices import Severity
-from apps.incidents.models import Incident, IncidentEvent
+from apps.incidents.models import EscalationPolicy, Incident, IncidentEvent
 from apps.releases.models import Release, Service
 
 
@@ -23,6 +23,8 @@ class IncidentSerializer(serializers.ModelSerializer):
     # allow_null: an incident opened by hand or by an alert has no release, maybe no policy.
     release = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
     policy = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
+    # What chose the policy (rule, service, named, none), the rule's id, and that in a sentence.
+    routing_rule = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
     time_to_acknowledge_seconds = serializers.SerializerMethodField()
     time_to_resolve_seconds = serializers.SerializerMethodField()
 
@@ -40,6 +42,9 @@ class IncidentSerializer(serializers.ModelSerializer):
             "fingerprint",
             "link",
             "policy",
+            "routed_by",
+            "routing_rule",
+            "routing_note",
             "trigger_count",
             "escalation_step",
             "opened_at",
@@ -78,6 +83,15 @@ class IncidentCreateSerializer(serializers.Serializer):
     description = serializers.CharField(required=False, allow_blank=True, default="")
     release = serializers.PrimaryKeyRelatedField(
         queryset=Release.objects.all(), required=False, allow_null=True, default=None
+    )
+    # Named by hand, it is paged instead of what the routing rules or the service would choose.
+    policy = serializers.SlugRelatedField(
+        slug_field="name",
+        queryset=EscalationPolicy.objects.all(),
+        required=False,
+        allow_null=True,
+        default=None,
+        error_messages={"does_not_exist": "There is no escalation policy named {value!r}."},
     )
 
     def validate(self, attrs: dict) -> dict:

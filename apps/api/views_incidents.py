@@ -53,7 +53,8 @@ def _refusal(exc: lifecycle.IncidentError) -> Response:
 
 class IncidentListView(generics.ListCreateAPIView):
     """GET: incidents, newest first (filters: service, status, severity, source, release).
-    POST: open an incident by hand; its service's escalation policy pages L1 at once."""
+    POST: open an incident by hand; the policy it names, else the first routing rule that
+    matches, else its service's escalation policy pages L1 at once."""
 
     permission_classes = [TokenOrPersonMay]
     person_perms = {"read": VIEW_PERM, "write": ADD_PERM}
@@ -76,6 +77,7 @@ class IncidentListView(generics.ListCreateAPIView):
                 severity=data["severity"],
                 description=data["description"],
                 release=data["release"],
+                policy=data["policy"],
                 actor=actor_for(request),
             )
         except lifecycle.IncidentError as exc:

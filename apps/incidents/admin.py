@@ -6,7 +6,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 from django.urls import reverse
@@ -30,6 +30,7 @@ from .models import (
     OnCallRotation,
     RotationMember,
     RotationOverride,
+    RoutingRule,
 )
 from .models.deliveries import redact_url
 
@@ -81,7 +82,11 @@ class IncidentForm(forms.ModelForm):
 
     class Meta:
         model = Incident
-        fields = ["service", "title", "severity", "description", "release"]
+        fields = ["service", "title", "severity", "description", "release", "policy"]
+        help_texts = {
+            "policy": "Leave empty: the first routing rule that matches, else the service's "
+            "policy, chooses. Named here, this policy is paged instead.",
+        }
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
@@ -107,10 +112,11 @@ class IncidentAdmin(admin.ModelAdmin):
         "time_to_ack",
         "time_to_resolve_column",
         "release",
+        "policy",
     ]
     list_display_links = ["id", "title"]
-    list_filter = ["status", "severity", "source", "service"]
-    list_select_related = ["service", "release"]
+    list_filter = ["status", "severity", "source", "routed_by", "service"]
+    list_select_related = ["service", "release", "policy"]
     search_fields = ["title", "fingerprint", "service__name", "service__slug"]
     date_hierarchy = "opened_at"
     actions = ["acknowledge_incidents", "resolve_incidents"]
@@ -127,6 +133,7 @@ class IncidentAdmin(admin.ModelAdmin):
         "fingerprint",
         "link",
         "policy",
+        "policy_chosen_by",
         "opened_at",
         "acknowledged_at",
         "mitigated_at",
@@ -145,6 +152,7 @@ class IncidentAdmin(admin.ModelAdmin):
         "fingerprint",
         "link",
         "policy",
+        "policy_chosen_by",
         "opened_at",
         "acknowledged_at",
         "mitigated_at",
@@ -188,6 +196,7 @@ class IncidentAdmin(admin.ModelAdmin):
             severity=data["severity"],
             description=data["description"],
             release=data["release"],
+            policy=data.get("policy"),
             actor=actor,
         )
         # The admin goes on with the form's instance (log entry, redirect): make it the incident
@@ -225,6 +234,14 @@ class IncidentAdmin(admin.ModelAdmin):
             timetable.frozen_at,
             rows,
         )
+
+    @admin.display(description="Policy chosen by")
+    def policy_chosen_by(self, obj: Incident) -> str:
+        # The note was written at opening: the rule may have been edited or deleted since.
+        if obj.routing_rule_id is None:
+            return obj.routing_note or obj.get_routed_by_display()
+        url = reverse("admin:incidents_routingrule_change", args=[obj.routing_rule_id])
+        return format_html('{} <a href="{}">(the rule today)</a>', obj.routing_note, url)
 
     @admin.display(description="Page")
     def page_link(self, obj: Incident) -> str:
@@ -303,16 +320,63 @@ class EscalationLevelInline(admin.TabularInline):
 class EscalationPolicyAdmin(admin.ModelAdmin):
     """Escalation policies with their levels: the runbooks' "who to call, after how long"."""
 
-    list_display = ["name", "escalate_while", "repeat_times", "services"]
+    list_display = ["name", "escalate_while", "repeat_times", "services", "rules"]
     search_fields = ["name"]
     inlines = [EscalationLevelInline]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[EscalationPolicy]:
-        return super().get_queryset(request).prefetch_related("routings__service")
+        return super().get_queryset(request).prefetch_related("routings__service", "routing_rules")
 
     @admin.display(description="Services")
     def services(self, obj: EscalationPolicy) -> str:
         return ", ".join(r.service.name for r in obj.routings.all()) or "—"
+
+    @admin.display(description="Routing rules")
+    def rules(self, obj: EscalationPolicy) -> str:
+        return ", ".join(r.name for r in obj.routing_rules.all()) or "—"
+
+
+@admin.register(RoutingRule)
+class RoutingRuleAdmin(admin.ModelAdmin):
+    """The routing table: tried by position, the first rule matching an incident chooses its
+    policy; no match, the service's policy."""
+
+    list_display = [
+        "position",
+        "name",
+        "enabled",
+        "service",
+        "conditions",
+        "policy",
+        "incidents_routed",
+    ]
+    list_display_links = ["name"]
+    list_editable = ["position", "enabled"]
+    list_filter = ["enabled", "policy", "service"]
+    list_select_related = ["service", "policy"]
+    search_fields = ["name", "matchers", "policy__name"]
+    autocomplete_fields = ["service", "policy"]
+    fields = [
+        "position",
+        "name",
+        "enabled",
+        "service",
+        "source",
+        "min_severity",
+        "matchers",
+        "policy",
+    ]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[RoutingRule]:
+        return super().get_queryset(request).annotate(routed=Count("incidents"))
+
+    @admin.display(description="When")
+    def conditions(self, obj: RoutingRule) -> str:
+        return obj.conditions_text()
+
+    @admin.display(description="Incidents routed", ordering="routed")
+    def incidents_routed(self, obj: RoutingRule) -> int:
+        return obj.routed
 
 
 class RotationMemberInline(admin.TabularInline):

@@ -31,6 +31,24 @@ class IncidentSource(models.TextChoices):
     ALERTMANAGER = "alertmanager", "Alertmanager"
 
 
+class RoutedBy(models.TextChoices):
+    """What chose an incident's escalation policy when it opened."""
+
+    RULE = "rule", "A routing rule"
+    SERVICE = "service", "The service's policy"
+    NAMED = "named", "Named when opened"
+    NONE = "none", "Nothing: no rule matched and the service has no policy"
+
+
+class MatchOp(models.TextChoices):
+    """A label matcher's operator, as Alertmanager's: equal, not equal, regex, not regex."""
+
+    EQUAL = "=", "="
+    NOT_EQUAL = "!=", "!="
+    REGEX = "=~", "=~"
+    NOT_REGEX = "!~", "!~"
+
+
 class EscalateWhile(models.TextChoices):
     UNACKNOWLEDGED = "unacknowledged", "Until someone acknowledges (as PagerDuty)"
     UNRESOLVED = "unresolved", "Until the incident is resolved"

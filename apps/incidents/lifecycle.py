@@ -20,9 +20,15 @@ from django.utils import timezone
 from apps.core.actors import Actor, ActorKind
 from apps.releases.models import Release, Service
 
-from . import escalation, notify
+from . import escalation, notify, routing
 from .choices import IncidentSource, IncidentStatus, IncidentVerb, Severity
-from .models import Incident, IncidentEvent, IncidentRouting, NotificationDelivery
+from .models import (
+    EscalationPolicy,
+    Incident,
+    IncidentEvent,
+    IncidentRouting,
+    NotificationDelivery,
+)
 
 RESPOND_PERM = "incidents.respond_incident"
 BREACH_ACTOR = "metric-checks"
@@ -246,16 +252,35 @@ def open_incident(
     link: str = "",
     trigger_key: str = "",
     event_data: dict[str, Any] | None = None,
+    policy: EscalationPolicy | None = None,
 ) -> Incident:
     """Open an incident, record it, tell the webhook and page the first level at once.
 
-    `event_data` is added to the "opened" entry of the timeline (a breach names its criterion).
+    `policy` is one named by the person opening it by hand; without it the routing rules, then
+    the service's policy, choose (apps.incidents.routing). `event_data` is added to the
+    "opened" entry of the timeline (a breach names its criterion).
     """
     if release is not None and release.service_id != service.pk:
         raise ValidationError({"release": f"Release {release.pk} is not a release of {service}."})
     if not actor.may_touch_service(service.pk):
         raise IncidentForbidden(f"This token may not act on service {service.slug!r}.")
-    routing = IncidentRouting.objects.filter(service=service).select_related("policy").first()
+    if severity not in Severity.values:
+        choices = ", ".join(Severity.values)
+        raise ValidationError(
+            {"severity": f"{severity!r} is not a severity; use one of {choices}."}
+        )
+    service_routing = (
+        IncidentRouting.objects.filter(service=service).select_related("policy").first()
+    )
+    choice = routing.choose(
+        service_id=service.pk,
+        severity=severity,
+        source=source,
+        labels=labels,
+        routing=service_routing,
+        named=policy,
+        named_by=actor.name,
+    )
     now = timezone.now()
     incident = Incident(
         service=service,
@@ -267,7 +292,10 @@ def open_incident(
         fingerprint=fingerprint,
         labels=labels or {},
         link=link,
-        policy=routing.policy if routing else None,
+        policy=choice.policy,
+        routed_by=choice.routed_by,
+        routing_rule=choice.rule,
+        routing_note=choice.note,
         opened_at=now,
         last_triggered_at=now,
         last_trigger_key=trigger_key[:100],
@@ -278,6 +306,13 @@ def open_incident(
     with transaction.atomic():
         incident.save(force_insert=True)
         data: dict[str, Any] = {**(event_data or {}), "severity": severity, "source": source}
+        data["policy"] = {
+            "id": choice.policy.pk if choice.policy else None,
+            "name": choice.policy.name if choice.policy else "",
+            "routed_by": choice.routed_by,
+            "rule": choice.rule.pk if choice.rule else None,
+            "note": choice.note,
+        }
         if release is not None:
             data["release"] = {"id": release.pk, "version": release.version}
         if trigger_key:
@@ -287,7 +322,7 @@ def open_incident(
         event = IncidentEvent.record(
             incident, IncidentVerb.OPENED, actor, reason=description, data=data
         )
-        notify.announce(event, routing=routing)
+        notify.announce(event, routing=service_routing)
         escalation.escalate(incident, now)
     return incident
 
@@ -415,27 +450,40 @@ def open_or_update_for_breach(
     criterion_label: str,
     detail: str,
     episode: int | str = "",
+    severity: str = "",
+    metric: str = "",
 ) -> tuple[Incident, bool]:
     """A critical metric breach: one unresolved incident per release, whichever criteria breach.
 
     A bad release usually trips several criteria at once (errors and latency), and each must not
     open an incident and page the on-call again: that is one problem. The first breach opens the
-    incident (severity INCIDENTS_BREACH_SEVERITY, titled after its criterion); another criterion,
+    incident (the criterion's `severity`, else INCIDENTS_BREACH_SEVERITY; titled after its
+    criterion; routed by its labels: metric, criterion, environment, plan); another criterion,
     or the same one in a later episode, adds "triggered again" naming it; the same criterion's
     episode seen twice adds nothing. Once the incident is resolved, the next breach opens a new
     one (a fixed release is a new release, with a fingerprint of its own).
     """
     service = release.service
     key = f"criterion-{criterion_id}:episode:{episode}" if episode != "" else ""
+    stage = release.current_stage
+    # What routing rules match a breach on, as an alert's labels (all strings).
+    labels = {
+        "metric": metric,
+        "criterion": str(criterion_id),
+        # Where the breaching stage runs: a plan may go from staging to production.
+        "environment": (stage.environment if stage else release.environment).slug,
+        "plan": release.plan.slug if release.plan_id else "",
+    }
     return trigger(
         service=service,
         fingerprint=breach_fingerprint(release),
         title=f"{service.name} {release.version}: critical breach of {criterion_label}",
         actor=Actor.system(BREACH_ACTOR),
-        severity=settings.INCIDENTS_BREACH_SEVERITY,
+        severity=severity or settings.INCIDENTS_BREACH_SEVERITY,
         source=IncidentSource.BREACH,
         description=detail,
         release=release,
+        labels={"labels": labels},
         key=key,
         event_data={"criterion": {"id": criterion_id, "label": criterion_label}},
     )

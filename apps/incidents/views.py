@@ -24,7 +24,7 @@ from apps.releases.models import Service
 
 from . import lifecycle
 from .escalation import policy_prefetches
-from .models import Contact, EscalationPolicy, Incident, OnCallRotation
+from .models import Contact, EscalationPolicy, Incident, OnCallRotation, RoutingRule
 
 # The plain sign-in page (stakeholders on call may have no admin access).
 LOGIN_URL = reverse_lazy("signoffs:login")
@@ -88,7 +88,8 @@ def _rows(policy: EscalationPolicy, now: datetime) -> list[dict[str, Any]]:
 @login_required(login_url=LOGIN_URL)
 @require_GET
 def oncall(request: HttpRequest) -> HttpResponse:
-    """Each service: who is on call now and next, and its escalation table."""
+    """The routing rules, then each service: who is on call now and next, its escalation table,
+    and its open incidents with what chose the policy each pages."""
     if not request.user.has_perm(CONTACTS_PERM):
         # Contacts' addresses and phones and open incidents' titles: for the roles only. Someone
         # paged without a role reaches their incident through the emailed link instead.
@@ -100,11 +101,18 @@ def oncall(request: HttpRequest) -> HttpResponse:
             *policy_prefetches("incident_routing__policy__", now),
             Prefetch(
                 "incidents",
-                queryset=Incident.objects.unresolved().order_by("severity", "opened_at"),
+                queryset=Incident.objects.unresolved()
+                .select_related("policy")
+                .order_by("severity", "opened_at"),
                 to_attr="open_incidents",
             ),
         )
         .order_by("name")
+    )
+    rules = list(
+        RoutingRule.objects.select_related("service", "policy")
+        .prefetch_related(*policy_prefetches("policy__", now))
+        .order_by("position", "pk")
     )
     cards = []
     for service in services:
@@ -125,7 +133,18 @@ def oncall(request: HttpRequest) -> HttpResponse:
                 "incidents": service.open_incidents,
             }
         )
-    return render(request, "incidents/oncall.html", {"cards": cards, "now": now})
+    # Each policy a rule may choose, with its table once, for the incidents it routes.
+    routed: dict[int, dict[str, Any]] = {}
+    for rule in rules:
+        if rule.enabled and rule.policy_id not in routed:
+            routed[rule.policy_id] = {"policy": rule.policy, "rows": _rows(rule.policy, now)}
+    context = {
+        "cards": cards,
+        "now": now,
+        "rules": [{"rule": rule, "when": rule.conditions_text()} for rule in rules],
+        "routed_policies": list(routed.values()),
+    }
+    return render(request, "incidents/oncall.html", context)
 
 
 def _incident(pk: int) -> Incident:

@@ -83,6 +83,10 @@ def open_breach_incident(release: Release, result: CheckResult) -> None:
             criterion_label=result.label,
             detail=describe(result),
             episode=result.episode,
+            # The runbook's word for this failure ("session isolation: critical, page");
+            # blank: the INCIDENTS_BREACH_SEVERITY setting. The metric is a routing label.
+            severity=result.criterion.incident_severity,
+            metric=result.criterion.metric.key,
         )
     except Exception:  # the breach's own action (pause, roll back) must not wait on the incident
         logger.exception("Could not open the incident for release %s's breach", release.pk)

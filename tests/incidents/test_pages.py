@@ -48,7 +48,8 @@ def test_oncall_shows_who_is_on_call_now_and_next_and_the_escalation_table(
         assert "<td>45 min</td>" in html and "SEV1 only" in html
         assert "Sam (Senior engineer)" in html and "Cleo (CTO)" in html
         assert "SEV1 Checkout down" in html
-        assert "No escalation policy: incidents of this service page nobody." in html  # Billing
+        # Billing: no policy of its own, and no rule routes its incidents either.
+        assert "No escalation policy of its own: its incidents that no rule matches" in html
 
         with CaptureQueriesContext(connection) as few:
             client.get("/oncall/")

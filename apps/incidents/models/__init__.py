@@ -12,6 +12,7 @@ from .oncall import (
     RotationMember,
     RotationOverride,
 )
+from .routing import Facts, Matcher, RoutingRule, parse_matchers
 from .timetable import EscalationStep, FrozenLevel, Timetable
 
 __all__ = [
@@ -19,15 +20,19 @@ __all__ = [
     "EscalationLevel",
     "EscalationPolicy",
     "EscalationStep",
+    "Facts",
     "FrozenLevel",
     "Handoff",
     "Incident",
     "IncidentEvent",
     "IncidentQuerySet",
     "IncidentRouting",
+    "Matcher",
     "NotificationDelivery",
     "OnCallRotation",
     "RotationMember",
     "RotationOverride",
+    "RoutingRule",
     "Timetable",
+    "parse_matchers",
 ]

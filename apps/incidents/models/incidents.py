@@ -20,9 +20,11 @@ from ..choices import (
     IncidentSource,
     IncidentStatus,
     IncidentVerb,
+    RoutedBy,
     Severity,
 )
 from .oncall import EscalationPolicy, validate_http_url
+from .routing import RoutingRule
 from .timetable import Timetable
 
 
@@ -72,8 +74,23 @@ class Incident(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="incidents",
-        help_text="Taken from the service's routing when the incident opened.",
+        help_text="Chosen when the incident opened: named by hand, by the first routing rule "
+        "that matched, or the service's policy.",
     )
+    # Which of those chose it, and the sentence shown on the pages: the rule may be edited or
+    # deleted since, so its name and conditions at opening are kept in `routing_note`.
+    routed_by = models.CharField(
+        max_length=10, choices=RoutedBy.choices, default=RoutedBy.SERVICE, editable=False
+    )
+    routing_rule = models.ForeignKey(
+        RoutingRule,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="incidents",
+        editable=False,
+    )
+    routing_note = models.CharField(max_length=500, blank=True, editable=False)
     opened_at = models.DateTimeField(default=timezone.now, db_index=True)
     acknowledged_at = models.DateTimeField(null=True, blank=True)
     mitigated_at = models.DateTimeField(null=True, blank=True)

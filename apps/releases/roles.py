@@ -99,9 +99,9 @@ ROLE_PERMISSIONS[VIEWERS] += CHECKS_VIEW
 
 # Incidents and on-call (apps/incidents, granted by its 0002_roles migration): everyone reads
 # incidents, contacts, rotations and policies; release managers keep contacts, rotations,
-# policies and service routing, open incidents and re-send deliveries; managers and approvers
-# respond (acknowledge, mitigate, resolve, reopen). A person paged for an incident may respond to
-# it without the permission.
+# policies, service routing and routing rules, open incidents and re-send deliveries; managers
+# and approvers respond (acknowledge, mitigate, resolve, reopen). A person paged for an incident
+# may respond to it without the permission.
 INCIDENTS_VIEW = [
     f"incidents.view_{model}"
     for model in (
@@ -115,6 +115,7 @@ INCIDENTS_VIEW = [
         "escalationlevel",
         "incidentrouting",
         "notificationdelivery",
+        "routingrule",  # granted by incidents 0006
     )
 ]
 INCIDENTS_MANAGE = [
@@ -127,6 +128,7 @@ INCIDENTS_MANAGE = [
         "escalationpolicy",
         "escalationlevel",
         "incidentrouting",
+        "routingrule",  # granted by incidents 0006
     )
     for verb in ("add", "change", "delete")
 ] + ["incidents.add_incident", "incidents.change_incident", "incidents.change_notificationdelivery"]

@@ -12,7 +12,10 @@ from typing import Any
 
 import pytest
 import time_machine
+from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
+from django.test import Client
+from django.urls import reverse
 
 from apps.checks.choices import CriticalAction, MetricKind
 from apps.checks.models import MetricDefinition
@@ -28,6 +31,7 @@ from apps.incidents.models import (
     RoutingRule,
     parse_matchers,
 )
+from apps.releases.roles import ROLE_PERMISSIONS
 from apps.rollouts import transitions
 from apps.rollouts.breach_response import run_checks
 from tests.checks.conftest import criterion, push
@@ -398,3 +402,115 @@ def test_incidents_of_another_service_are_not_matched_by_its_rules(security):
     rule("theirs only", security, 1, service=theirs)
     assert open_by_alert(mine, {"a": "b"}).policy is None
     assert open_by_alert(theirs, {"a": "b"}).policy == security
+
+
+def test_the_api_opens_an_incident_naming_a_policy_and_says_what_chose_each(
+    api, service, routing, security, product
+):
+    rule("everything", product, 1)
+    named = api.post(
+        "/api/v1/incidents/",
+        {"service": "ai-orchestra", "title": "Token leak", "policy": "Security on-call"},
+        format="json",
+    )
+    assert named.status_code == 201, named.content
+    body = named.json()
+    assert (body["policy"], body["routed_by"], body["routing_rule"]) == (
+        "Security on-call",
+        "named",
+        None,
+    )
+    assert body["routing_note"] == "Named by token:ci when the incident was opened."
+    by_rule = api.post("/api/v1/incidents/", {"service": "ai-orchestra", "title": "x"})
+    assert (by_rule.json()["policy"], by_rule.json()["routed_by"]) == ("Product team", "rule")
+    unknown = api.post(
+        "/api/v1/incidents/",
+        {"service": "ai-orchestra", "title": "y", "policy": "Nobody on-call"},
+        format="json",
+    )
+    assert unknown.status_code == 400
+    assert unknown.json() == {"policy": ["There is no escalation policy named 'Nobody on-call'."]}
+    assert Incident.objects.count() == 2
+    detail = api.get(f"/api/v1/incidents/{body['id']}/").json()
+    opened = next(e for e in detail["timeline"] if e["verb"] == "opened")
+    assert opened["data"]["policy"]["routed_by"] == "named"
+
+
+def test_the_admin_opens_an_incident_naming_a_policy_and_keeps_rules(rita, service, security):
+    client = Client()
+    client.force_login(rita)
+    response = client.post(
+        reverse("admin:incidents_incident_add"),
+        {
+            "service": service.pk,
+            "title": "Suspicious logins",
+            "severity": "sev2",
+            "policy": security.pk,
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    incident = Incident.objects.get()
+    assert (incident.policy, incident.routed_by) == (security, RoutedBy.NAMED)
+    change = client.get(reverse("admin:incidents_incident_change", args=[incident.pk]))
+    assert "Named by rita when the incident was opened." in change.content.decode()
+
+    add = reverse("admin:incidents_routingrule_add")
+    bad = client.post(
+        add, {"position": 1, "name": "broken", "matchers": "team ==", "policy": security.pk}
+    )
+    assert bad.status_code == 200
+    assert "Line 1: &#x27;team ==&#x27; is not a matcher" in bad.content.decode()
+    assert not RoutingRule.objects.exists()
+    good = client.post(
+        add,
+        {
+            "position": 1,
+            "name": "security",
+            "enabled": "on",
+            "matchers": 'team="security"',
+            "policy": security.pk,
+        },
+    )
+    assert good.status_code == 302
+    listing = client.get(reverse("admin:incidents_routingrule_changelist")).content.decode()
+    assert "team=&quot;security&quot;" in listing and "Security on-call" in listing
+
+
+def test_oncall_and_the_incident_page_say_which_rule_chose_the_policy(
+    client, victor, service, routing, security
+):
+    rule("security → security on-call", security, 1, matchers='team="security"')
+    routed = open_by_alert(service, {"team": "security"})
+    plain = open_by_alert(service, {"team": "web"})
+    client.force_login(victor)
+    html = client.get("/oncall/").content.decode()
+    assert "<td>security → security on-call</td>" in html
+    assert "<td>team=&quot;security&quot;</td>" in html
+    assert (
+        f"#{routed.pk} SEV2 Alert</a> (open) — pages Security on-call: Rule “security → "
+        "security on-call” (position 1): team=&quot;security&quot;." in html
+    )
+    assert (
+        f"#{plain.pk} SEV2 Alert</a> (open) — pages {routing.policy.name}: No rule matched" in html
+    )
+    # The routed policy's table is shown too, with who it pages.
+    assert f'id="policy-{security.pk}"' in html and "Escalation: Security on-call" in html
+    page = client.get(f"/incidents/{routed.pk}/").content.decode()
+    assert (
+        '<dt>Policy chosen by</dt><dd class="routing">Rule “security → security on-call” '
+        "(position 1): team=&quot;security&quot;.</dd>" in page
+    )
+
+
+def test_release_managers_keep_the_rules_and_everyone_reads_them(rita, alice, victor):
+    assert [u.has_perm("incidents.change_routingrule") for u in (rita, alice, victor)] == [
+        True,
+        False,
+        False,
+    ]
+    assert all(u.has_perm("incidents.view_routingrule") for u in (rita, alice, victor))
+    for name, perms in ROLE_PERMISSIONS.items():
+        held = Group.objects.get(name=name).permissions.filter(content_type__model="routingrule")
+        assert {f"incidents.{p.codename}" for p in held} == {
+            p for p in perms if p.endswith("_routingrule")
+        }, name

@@ -37,6 +37,7 @@ class CriterionSerializer(serializers.ModelSerializer):
             "min_samples",
             "on_warning",
             "on_critical",
+            "incident_severity",
             "dry_run",
         ]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.db import models
@@ -41,6 +42,7 @@ CRITERION_FIELDS = [
     "inconclusive_limit",
     "on_warning",
     "on_critical",
+    "incident_severity",
     "dry_run",
     "enabled",
 ]
@@ -153,14 +155,29 @@ class MetricCriterionAdmin(admin.ModelAdmin):
     """Every criterion; "Backtest" replays the form's rule over past releases before saving."""
 
     change_form_template = "admin/checks/metriccriterion/change_form.html"
-    list_display = ["label_column", "plan", "stage_template", "on_critical", "dry_run", "enabled"]
-    list_filter = ["enabled", "dry_run", "on_critical", "metric", "plan"]
+    list_display = [
+        "label_column",
+        "plan",
+        "stage_template",
+        "on_critical",
+        "incident_severity_column",
+        "dry_run",
+        "enabled",
+    ]
+    list_filter = ["enabled", "dry_run", "on_critical", "incident_severity", "metric", "plan"]
     list_select_related = ["metric", "plan", "stage_template__plan"]
     fields = ["plan", "stage_template", *CRITERION_FIELDS]
 
     @admin.display(description="Criterion")
     def label_column(self, obj: MetricCriterion) -> str:
         return obj.label
+
+    @admin.display(description="Incident severity", ordering="incident_severity")
+    def incident_severity_column(self, obj: MetricCriterion) -> str:
+        # Blank falls back to the setting: say which severity that is today.
+        if obj.incident_severity:
+            return obj.incident_severity.upper()
+        return f"{settings.INCIDENTS_BREACH_SEVERITY.upper()} (setting)"
 
     def changeform_view(
         self,

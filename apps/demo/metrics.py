@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from apps.checks.choices import BadDirection, CriticalAction, MetricKind, Variant
 from apps.checks.models import MetricCriterion, MetricDefinition, Sample
-from apps.releases.choices import ReleaseStatus
+from apps.releases.choices import ReleaseStatus, Severity
 from apps.releases.models import Release, RolloutPlan
 
 MINUTE = timedelta(minutes=1)
@@ -49,15 +49,26 @@ class Rule:
     for_minutes: int
     on_critical: str
     min_samples: int = 1
+    incident_severity: str = ""  # blank: the INCIDENTS_BREACH_SEVERITY setting
 
 
 # From the runbooks: error rate target < 1 %, warning > 2 %, critical > 5 % for 5 minutes;
 # p95 latency target < 2 s, warning > 3 s, critical > 5 s; cross-contamination > 0 → immediate
-# rollback; quality score < 2.0 → rollback; cache hit rate < 70 % → warning.
+# rollback, and its incident is SEV1 ("session isolation failure: critical, page"); quality score
+# < 2.0 → rollback; cache hit rate < 70 % → warning.
 RULES = [
     Rule("error_rate", ">", 0.02, 0.05, 5, CriticalAction.ROLLBACK),
     Rule("p95_latency_seconds", ">", 3.0, 5.0, 5, CriticalAction.PAUSE),
-    Rule("cross_contamination_count", ">", None, 0, 0, CriticalAction.ROLLBACK, min_samples=0),
+    Rule(
+        "cross_contamination_count",
+        ">",
+        None,
+        0,
+        0,
+        CriticalAction.ROLLBACK,
+        min_samples=0,
+        incident_severity=Severity.SEV1,
+    ),
     Rule("quality_score", "<", None, 2.0, 5, CriticalAction.ROLLBACK),
     Rule("cache_hit_rate", "<", 0.70, None, 5, CriticalAction.NOTIFY),
 ]
@@ -103,6 +114,7 @@ def load(plans: dict[str, RolloutPlan]) -> dict[str, Any]:
                     "for_window": rule.for_minutes * MINUTE,
                     "on_critical": rule.on_critical,
                     "min_samples": rule.min_samples,
+                    "incident_severity": rule.incident_severity,
                 },
             )
     samples = 0

@@ -38,6 +38,10 @@ def test_demo_plans_carry_the_runbook_thresholds_and_releases_show_verdicts(db, 
         ("cache_hit_rate", "<", 0.7, None, "notify"),
     }
     assert MetricCriterion.objects.count() == 5 * RolloutPlan.objects.count()
+    # "Session isolation failure: critical, page": its incident is SEV1, the others the setting's.
+    severities = set(MetricCriterion.objects.values_list("metric__key", "incident_severity"))
+    assert ("cross_contamination_count", "sev1") in severities
+    assert {s for key, s in severities if key != "cross_contamination_count"} == {""}
     verdicts = {
         (r.release.service.slug, r.criterion.metric.key): r.verdict
         for r in CheckResult.objects.select_related("release__service", "criterion__metric")

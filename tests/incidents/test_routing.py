@@ -18,7 +18,7 @@ from django.test import Client
 from django.urls import reverse
 
 from apps.checks.choices import CriticalAction, MetricKind
-from apps.checks.models import MetricDefinition
+from apps.checks.models import MetricCriterion, MetricDefinition
 from apps.core.actors import Actor
 from apps.incidents import lifecycle
 from apps.incidents.choices import IncidentSource, RoutedBy, Severity
@@ -514,3 +514,38 @@ def test_release_managers_keep_the_rules_and_everyone_reads_them(rita, alice, vi
         assert {f"incidents.{p.codename}" for p in held} == {
             p for p in perms if p.endswith("_routingrule")
         }, name
+
+
+def test_the_criterion_admin_names_the_incident_severity(rita, plan, error_rate, settings):
+    settings.INCIDENTS_BREACH_SEVERITY = Severity.SEV2
+    client = Client()
+    client.force_login(rita)
+    form = {
+        "plan": str(plan.pk),
+        "metric": str(error_rate.pk),
+        "comparator": ">",
+        "critical_threshold": "0.1",
+        "reference": "absolute",
+        "tolerance": "relative",
+        "significance_test": "none",
+        "p_value": "0.05",
+        "for_window": "00:03:00",
+        "interval": "00:01:00",
+        "consecutive": "1",
+        "min_samples": "1",
+        "inconclusive_limit": "5",
+        "on_warning": "notify",
+        "on_critical": "rollback",
+        "incident_severity": "sev1",
+        "enabled": "on",
+    }
+    saved = client.post("/admin/checks/metriccriterion/add/", form)
+    assert saved.status_code == 302, saved.content.decode()[:3000]
+    client.post("/admin/checks/metriccriterion/add/", {**form, "incident_severity": ""})
+    assert sorted(MetricCriterion.objects.values_list("incident_severity", flat=True)) == [
+        "",
+        "sev1",
+    ]
+    listing = client.get("/admin/checks/metriccriterion/").content.decode()
+    assert '<td class="field-incident_severity_column">SEV1</td>' in listing
+    assert "SEV2 (setting)" in listing

@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "apps.signoffs",
     "apps.incidents",
     "apps.rollouts",
+    "apps.runbooks",
     "apps.api",
     "apps.demo",
     "apps.pages",

@@ -17,6 +17,7 @@ from pathlib import PurePath
 from typing import Any
 
 from .choices import ChecklistKind
+from .drafts import DetectedChecklist, DetectedItem, DetectedSection
 
 MAX_BYTES = 2 * 1024 * 1024
 # Far beyond a real runbook (the two shared ones have 1,100 lines and 150 items), and what keeps
@@ -35,48 +36,6 @@ class RunbookError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-
-
-@dataclass
-class DetectedItem:
-    text: str
-    key: str = ""
-    required: bool = True
-    line: int = 0
-
-
-@dataclass
-class DetectedSection:
-    name: str
-    items: list[DetectedItem] = field(default_factory=list)
-
-
-@dataclass
-class DetectedChecklist:
-    """A checklist found in the runbook: a proposed template name, kind and its sections."""
-
-    name: str
-    heading: str
-    kind: str
-    sections: list[DetectedSection] = field(default_factory=list)
-
-    @property
-    def item_count(self) -> int:
-        return sum(len(section.items) for section in self.sections)
-
-    def as_json(self) -> dict[str, Any]:
-        """The documented `--json` shape: {"name", "kind", "sections": [{"name", "items"}]}."""
-        return {
-            "name": self.name,
-            "kind": self.kind,
-            "sections": [
-                {
-                    "name": section.name,
-                    "items": [{"text": item.text, "key": item.key} for item in section.items],
-                }
-                for section in self.sections
-            ],
-        }
 
 
 @dataclass

@@ -16,6 +16,7 @@ from apps.releases.choices import EventVerb
 from apps.releases.models import Event, Release
 
 from .choices import ChecklistKind, ItemState
+from .drafts import DetectedChecklist
 from .models import (
     KEY_MAX_LENGTH,
     Checklist,
@@ -27,7 +28,7 @@ from .models import (
     TemplateSection,
     key_validator,
 )
-from .runbook import DetectedChecklist, ParsedRunbook
+from .runbook import ParsedRunbook
 
 TICK_PERM = "checklists.tick_checklistitem"
 

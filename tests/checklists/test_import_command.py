@@ -53,7 +53,7 @@ def counts() -> dict[str, int]:
 
 def test_dry_run_json_of_both_runbooks_saves_nothing() -> None:
     out, _ = run(str(AI_ORCHESTRA), "--dry-run", "--json")
-    ai = json.loads(out)
+    ai = json.loads(out)["checklists"]
     assert [(t["name"], t["kind"]) for t in ai] == [
         ("AI Orchestra Deployment and Rollout Guide: Pre-Deployment Checklist", "pre_deployment")
     ]
@@ -65,10 +65,11 @@ def test_dry_run_json_of_both_runbooks_saves_nothing() -> None:
     assert ai[0]["sections"][0]["items"][0] == {
         "text": "All tests passing (unit, integration, E2E)",
         "key": "tests",
+        "line": 16,
     }
 
     out, _ = run(str(DCI), "--dry-run", "--json", "--name", "DCI")
-    dci = json.loads(out)
+    dci = json.loads(out)["checklists"]
     assert [
         (t["name"], t["kind"], [(s["name"], len(s["items"])) for s in t["sections"]]) for t in dci
     ] == [
@@ -88,10 +89,16 @@ def test_dry_run_json_of_both_runbooks_saves_nothing() -> None:
             [("24-Hour Post-Deployment Checklist", 5)],
         ),
         ("DCI: Weekly Review Checklist", "periodic_review", [("Weekly Review Checklist", 5)]),
+        # Plain bullets under "Success Criteria …", grouped under their bold labels.
+        (
+            "DCI: Success Criteria for Full Rollout",
+            "stage_exit",
+            [("Technical Success", 4), ("Business Success", 4), ("Operational Success", 4)],
+        ),
     ]
     assert set(dci[0]) == {"name", "kind", "sections"}
     assert set(dci[0]["sections"][0]) == {"name", "items"}
-    assert set(dci[0]["sections"][0]["items"][0]) == {"text", "key"}
+    assert set(dci[0]["sections"][0]["items"][0]) == {"text", "key", "line"}
     assert ChecklistTemplate.objects.count() == 0
 
 
@@ -104,7 +111,7 @@ def test_dry_run_without_json_lists_the_items() -> None:
 
 def test_import_saves_templates_with_ordered_sections_and_items() -> None:
     out, _ = run(str(DCI))
-    assert out.count("Imported ") == 3
+    assert out.count("Imported ") == 4
     templates = list(ChecklistTemplate.objects.order_by("id"))
     assert [(t.name, t.version, t.kind, t.is_current) for t in templates] == [
         ("DCI Orchestrator Deployment Guide: Pre-Deployment Checklist", 1, "pre_deployment", True),
@@ -115,6 +122,12 @@ def test_import_saves_templates_with_ordered_sections_and_items() -> None:
             True,
         ),
         ("DCI Orchestrator Deployment Guide: Weekly Review Checklist", 1, "periodic_review", True),
+        (
+            "DCI Orchestrator Deployment Guide: Success Criteria for Full Rollout",
+            1,
+            "stage_exit",
+            True,
+        ),
     ]
     pre = templates[0]
     assert [(s.name, s.items.count()) for s in pre.sections.order_by("position")] == [
@@ -140,7 +153,7 @@ def test_import_saves_templates_with_ordered_sections_and_items() -> None:
 
 def test_json_without_dry_run_saves_and_prints() -> None:
     out, _ = run(str(AI_ORCHESTRA), "--json")
-    assert json.loads(out)[0]["name"] == ChecklistTemplate.objects.get().name
+    assert json.loads(out)["checklists"][0]["name"] == ChecklistTemplate.objects.get().name
 
 
 def test_reimporting_a_name_adds_a_version_and_leaves_running_releases_alone(
@@ -185,7 +198,8 @@ def test_a_file_that_is_not_utf8_is_imported_with_a_note(tmp_path: Path) -> None
         (b"", "empty.md is empty: there is nothing to import."),
         (
             b"# Guide\n\nJust prose.\n- a bullet\n",
-            "empty.md has no task-list items (lines like '- [ ] Tests pass'); nothing to import.",
+            "empty.md has no checklist items, stages, criteria or escalation levels that "
+            "rolloutdesk recognises (see docs/runbooks.md); nothing to import.",
         ),
         (b"\x00\x00\xffbinary" * 100, "empty.md looks like a binary file, not a Markdown runbook."),
         (

@@ -1,0 +1,200 @@
+"""What an import drafts from a runbook, before anyone reviews it: plain data with source lines.
+
+`Draft.as_json()` is the documented `--dry-run --json` object (every key present, even empty);
+`to_payload()`/`from_payload()` carry the whole draft (source quotes included) from a preview to
+the save, through the admin's signed form or an API call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from apps.checklists.drafts import DetectedChecklist
+
+
+@dataclass
+class StageDraft:
+    """A stage of the plan: traffic and minimum soak, in which environment."""
+
+    name: str
+    environment: str
+    traffic_percentage: int
+    min_soak_seconds: int
+    line: int
+    quote: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "environment": self.environment,
+            "traffic_percentage": self.traffic_percentage,
+            "min_soak_seconds": self.min_soak_seconds,
+            "line": self.line,
+        }
+
+
+@dataclass
+class PlanDraft:
+    name: str
+    stages: list[StageDraft] = field(default_factory=list)
+
+
+@dataclass
+class CriterionDraft:
+    """A threshold on a metric: `operator` is the bad side (`>` 2 means above 2 is a breach)."""
+
+    metric: str
+    operator: str
+    threshold: float | None
+    unit: str
+    for_seconds: int
+    action: str  # apps.checks.choices.CriticalAction / WarningAction values
+    severity: str  # "critical" or "warning": which threshold of the criterion it is
+    source_kind: str  # "push", "prometheus" or "sql"
+    query: str
+    line: int
+    quote: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "operator": self.operator,
+            "threshold": self.threshold,
+            "unit": self.unit,
+            "for_seconds": self.for_seconds,
+            "action": self.action,
+            "severity": self.severity,
+            "source": {"kind": self.source_kind, "query": self.query},
+            "line": self.line,
+        }
+
+
+@dataclass
+class LevelDraft:
+    """An escalation level: after how many minutes, who (names or roles, placeholders kept)."""
+
+    position: int
+    after_minutes: int | None
+    targets: list[str]
+    critical_only: bool
+    line: int
+    quote: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "position": self.position,
+            "after_minutes": self.after_minutes,
+            "targets": list(self.targets),
+            "critical_only": self.critical_only,
+            "line": self.line,
+        }
+
+
+@dataclass
+class ContactDraft:
+    """A contact the runbook lists ("Product Manager: [Name] - [Email]"): placeholders kept."""
+
+    role: str
+    name: str
+    email: str
+    phone: str
+    line: int
+    quote: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "role": self.role,
+            "name": self.name,
+            "email": self.email,
+            "phone": self.phone,
+            "line": self.line,
+        }
+
+
+@dataclass
+class EscalationDraft:
+    levels: list[LevelDraft] = field(default_factory=list)
+    contacts: list[ContactDraft] = field(default_factory=list)
+
+
+@dataclass
+class Draft:
+    """Everything one runbook holds: checklists, plan, criteria, escalation, and notes."""
+
+    source: str
+    title: str
+    notes: list[str] = field(default_factory=list)
+    checklists: list[DetectedChecklist] = field(default_factory=list)
+    plan: PlanDraft = field(default_factory=lambda: PlanDraft(""))
+    criteria: list[CriterionDraft] = field(default_factory=list)
+    escalation: EscalationDraft = field(default_factory=EscalationDraft)
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.checklists or self.plan.stages or self.criteria or self.escalation.levels)
+
+    def as_json(self) -> dict[str, Any]:
+        """The one object `import_runbook --dry-run --json` prints and the API's preview returns."""
+        return {
+            "title": self.title,
+            "notes": list(self.notes),
+            "checklists": [checklist.as_json() for checklist in self.checklists],
+            "plan": {
+                "name": self.plan.name,
+                "stages": [stage.as_json() for stage in self.plan.stages],
+            },
+            "criteria": [criterion.as_json() for criterion in self.criteria],
+            "escalation": {
+                "levels": [level.as_json() for level in self.escalation.levels],
+                "contacts": [contact.as_json() for contact in self.escalation.contacts],
+            },
+        }
+
+    def summary(self) -> list[str]:
+        """The draft in lines for a terminal: each thing found with its source line."""
+        lines = [f"Plan {self.plan.name!r}:" if self.plan.stages else "Plan: no stages found."]
+        for stage in self.plan.stages:
+            lines.append(
+                f"  line {stage.line}: {stage.name} [{stage.environment}] "
+                f"{stage.traffic_percentage}%, soak {stage.min_soak_seconds}s"
+            )
+        lines.append(f"Criteria: {len(self.criteria)}")
+        for c in self.criteria:
+            lines.append(
+                f"  line {c.line}: {c.metric} {c.operator} {c.threshold}{c.unit} "
+                f"-> {c.action} ({c.severity}, {c.source_kind})"
+            )
+        lines.append(f"Escalation levels: {len(self.escalation.levels)}")
+        for level in self.escalation.levels:
+            after = "?" if level.after_minutes is None else f"{level.after_minutes} min"
+            only = " (critical only)" if level.critical_only else ""
+            lines.append(
+                f"  line {level.line}: L{level.position} after {after}: "
+                f"{', '.join(level.targets)}{only}"
+            )
+        for checklist in self.checklists:
+            lines.append(f"Checklist {checklist.name} [{checklist.kind}]: {checklist.item_count}")
+            for section in checklist.sections:
+                for item in section.items:
+                    key = f"  (key: {item.key})" if item.key else ""
+                    lines.append(f"  line {item.line}: [ ] {item.text}{key}")
+        return lines
+
+    def to_payload(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_payload(cls, data: dict[str, Any]) -> Draft:
+        return cls(
+            source=data["source"],
+            title=data["title"],
+            notes=list(data.get("notes", [])),
+            checklists=[DetectedChecklist.from_payload(c) for c in data.get("checklists", [])],
+            plan=PlanDraft(data["plan"]["name"], [StageDraft(**s) for s in data["plan"]["stages"]]),
+            criteria=[CriterionDraft(**c) for c in data.get("criteria", [])],
+            escalation=EscalationDraft(
+                [LevelDraft(**lv) for lv in data["escalation"]["levels"]],
+                [ContactDraft(**c) for c in data["escalation"].get("contacts", [])],
+            ),
+        )

@@ -9,11 +9,16 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from django.conf import settings
+from django.utils import timezone
+
 from apps.core.durations import format_duration
 from apps.releases.choices import BlockerKind, ReleaseStatus
 from apps.releases.gate_checks import Blocker
 from apps.releases.models import Release, Stage
 
+from .choices import Reference, Verdict
+from .models import CheckResult, MetricCriterion
 from .providers import ProviderError
 from .selection import stage_criteria
 from .standing import standings, traffic_served
@@ -29,26 +34,82 @@ def check_metrics(release: Release, stage: Stage | None, now: datetime) -> list[
         if standing.ok:
             continue
         criterion, latest = standing.criterion, standing.latest
-        if latest is None:
-            latest_text = "not evaluated yet"
-        else:
-            latest_text = (
-                f"latest {latest.get_verdict_display().lower()}, "
-                f"{criterion.metric.format(latest.value)}"
-                + (f" — {latest.detail}" if latest.detail and latest.value is None else "")
-            )
         if standing.bad:
             what = (
                 f"warned or failed {standing.bad} time{'s' if standing.bad != 1 else ''} "
                 "during the soak"
             )
-        else:
-            what = "has no passing evaluation yet"
+            blockers.append(
+                Blocker(
+                    BlockerKind.METRICS,
+                    f"Metric check {_rules(criterion)} {what} ({_latest_text(latest)}).",
+                )
+            )
+            continue
         # Nothing bad yet (a fresh stage, or data still arriving) only asks for time: its own
-        # kind, so the pages show it amber, not red, after every healthy advance.
-        kind = BlockerKind.METRICS if standing.bad else BlockerKind.METRICS_PENDING
-        blockers.append(Blocker(kind, f"Metric check {criterion.label} {what} ({latest_text})."))
+        # kind, so the pages show it pending (amber), not red, after every healthy advance.
+        due = first_evaluation_due(stage, latest, now)
+        if latest is None:
+            when = f"not evaluated yet; the first evaluation is due {_due_text(due, now)}"
+        else:
+            when = f"no pass yet ({_latest_text(latest)}); the next evaluation is due " + _due_text(
+                due, now
+            )
+        blockers.append(
+            Blocker(
+                BlockerKind.METRICS_PENDING,
+                f"Metric check {criterion.label} is pending: {when}.",
+            )
+        )
     return blockers
+
+
+def first_evaluation_due(stage: Stage, latest: CheckResult | None, now: datetime) -> datetime:
+    """When the tick next evaluates the criterion: one slot after its latest result, or after the
+    stage began when it has none (the tick's cadence, CHECKS_TICK_SECONDS)."""
+    slot = timedelta(seconds=settings.CHECKS_TICK_SECONDS)
+    since = latest.at if latest is not None else (stage.entered_at or now)
+    return since + slot
+
+
+def _due_text(due: datetime, now: datetime) -> str:
+    if due >= now:
+        return f"in about {format_duration(due - now)} ({timezone.localtime(due):%H:%M})"
+    # Overdue by more than a slot: the worker or beat is not running, say so.
+    return (
+        f"since {timezone.localtime(due):%H:%M} ({format_duration(now - due)} ago): "
+        "is the worker running?"
+    )
+
+
+def _rules(criterion: MetricCriterion) -> str:
+    """The criterion with each threshold it has: a warning is not read as the critical rule."""
+    if criterion.warning_threshold is None or criterion.critical_threshold is None:
+        return criterion.label
+    subject = criterion.metric.key
+    if criterion.reference != Reference.ABSOLUTE:
+        subject += f" vs {criterion.reference}"
+    comparator = criterion.comparator
+    warning = criterion.format_threshold(criterion.warning_threshold)
+    critical = criterion.format_threshold(criterion.critical_threshold)
+    return f"{subject} (warning {comparator} {warning}, critical {comparator} {critical})"
+
+
+def _latest_text(latest: CheckResult | None) -> str:
+    """The latest result with the rule that actually fired: a warning names the warning
+    threshold, not the criterion's critical one."""
+    if latest is None:
+        return "not evaluated yet"
+    criterion = latest.criterion
+    verdict = latest.get_verdict_display().lower()
+    if latest.value is None:
+        return f"latest {verdict}" + (f" — {latest.detail}" if latest.detail else "")
+    text = f"latest {verdict}, {criterion.metric.format(latest.value)}"
+    if latest.threshold is not None and latest.verdict in (Verdict.WARN, Verdict.FAIL):
+        level = "warning" if latest.verdict == Verdict.WARN else "critical"
+        text += f" against the {level} threshold {criterion.comparator} "
+        text += criterion.format_threshold(latest.threshold)
+    return text
 
 
 def check_traffic(release: Release, stage: Stage | None, now: datetime) -> list[Blocker]:

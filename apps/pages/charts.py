@@ -23,9 +23,11 @@ from django.utils import timezone
 
 from apps.checks.choices import BadDirection, MetricKind, Reference, Tolerance, Variant, Verdict
 from apps.checks.evaluator import Stats
+from apps.checks.gate import first_evaluation_due
 from apps.checks.models import CheckResult, MetricCriterion, Sample
 from apps.checks.providers import baseline_lookback
 from apps.checks.providers.push import EpochSeconds
+from apps.releases.choices import ReleaseStatus
 from apps.releases.models import Release, Stage
 
 # What a viewer may pick; "all" is the release's whole life.
@@ -182,6 +184,18 @@ class Chart:
     source: str = "samples"  # or "results" when the metric is read remotely (no samples)
     scope: str = ""
     rows: list[dict[str, Any]] = field(default_factory=list)
+    # Set while the current stage has no result of this criterion yet: when the tick will look.
+    pending_due: datetime | None = None
+
+    @property
+    def latest_rule(self) -> str:
+        """The threshold the latest warn or fail crossed, by its level: "warning > 2 %"."""
+        latest = self.latest
+        if latest is None or latest.threshold is None or latest.verdict not in ("warn", "fail"):
+            return ""
+        level = "warning" if latest.verdict == "warn" else "critical"
+        threshold = self.criterion.format_threshold(latest.threshold)
+        return f"{level} threshold {self.criterion.comparator} {threshold}"
 
     @property
     def latest_value(self) -> str:
@@ -349,9 +363,22 @@ def release_charts(
         slots = _slots(start, end, step)
         for criterion in criteria:
             chart = _build(criterion, latest.get(criterion.pk), samples, results, baselines, slots)
+            chart.pending_due = _pending_due(release, stages, chart.latest, now)
             _layout(chart, start, end, step, stages)
             charts.append(chart)
     return ChartSet(charts=charts, range_key=range_key, start=start, end=end, step=step)
+
+
+def _pending_due(
+    release: Release, stages: Sequence[Stage], latest: CheckResult | None, now: datetime
+) -> datetime | None:
+    """When the running stage's first evaluation is due, if it has none yet (else None)."""
+    stage = next((s for s in stages if s.pk == release.current_stage_id), None)
+    if release.status != ReleaseStatus.IN_PROGRESS or stage is None or stage.entered_at is None:
+        return None
+    if latest is not None and latest.at >= stage.entered_at:
+        return None
+    return first_evaluation_due(stage, None, now)
 
 
 def _slots(start: datetime, end: datetime, step: timedelta) -> list[datetime]:

@@ -54,12 +54,20 @@ def gate_light(verdict: Verdict) -> Light:
         return Light("grey", "Finished", "The release is finished: no next step.")
     if verdict.can_advance:
         return Light("green", "Green", f"May {verdict.step} now.")
-    # The line names the most important blocker (a stable sort keeps the gate's own order
-    # among equals); the release page lists them all.
-    first = min(verdict.blockers, key=lambda b: BlockerKind.rank(b.kind)).detail
-    more = len(verdict.blockers) - 1
-    summary = first + (f" (and {more} more)" if more else "")
+    # The line names the most important blocker; the release page lists them all.
+    first, rest = most_important_first(verdict.blockers)
+    summary = first.detail + (f" (and {rest})" if rest else "")
     return Light(verdict.light, verdict.light.capitalize(), summary)
+
+
+def most_important_first(blockers: list[Blocker]) -> tuple[Blocker, str]:
+    """The most severe blocker (a stable sort keeps the gate's order among equals) and the rest
+    counted by kind, most severe kind first: "2 sign-offs, 1 checklist"."""
+    ordered = sorted(blockers, key=lambda b: BlockerKind.rank(b.kind))
+    counts: dict[str, int] = {}
+    for blocker in ordered[1:]:
+        counts[blocker.kind] = counts.get(blocker.kind, 0) + 1
+    return ordered[0], ", ".join(BlockerKind.noun(kind, n) for kind, n in counts.items())
 
 
 @dataclass(frozen=True)

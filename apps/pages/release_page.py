@@ -20,8 +20,9 @@ from apps.checklists.models import Checklist, ChecklistItem
 from apps.checklists.services import TICK_PERM
 from apps.checks.selection import criteria_for_plans
 from apps.checks.standing import latest_results
+from apps.core.actors import ActorKind
 from apps.core.durations import format_duration
-from apps.releases.choices import ReleaseStatus, StageStatus
+from apps.releases.choices import EventVerb, ReleaseStatus, StageStatus
 from apps.releases.models import Event, Release, Stage
 from apps.rollouts import gate
 from apps.signoffs import services as signoffs
@@ -141,6 +142,39 @@ def _metrics(release: Release, stages: list[Stage], range_key: str, now: datetim
     return charts.release_charts(release, criteria, latest, stages, range_key=range_key, now=now)
 
 
+# The event that put a release into each stopped status: its reason is why, shown at the top.
+STOPPED_BY = {
+    ReleaseStatus.PAUSED: EventVerb.PAUSED,
+    ReleaseStatus.ROLLED_BACK: EventVerb.ROLLED_BACK,
+    ReleaseStatus.ABORTED: EventVerb.ABORTED,
+}
+
+
+@dataclass(frozen=True)
+class Why:
+    """Why a release is paused, rolled back or aborted: who (a person, or the metric checks) and
+    the reason, which for an automatic stop names the criterion, the value and the threshold."""
+
+    event: Event
+    automatic: bool
+    stage: str
+
+
+def _why(release: Release) -> Why | None:
+    verb = STOPPED_BY.get(release.status)
+    if verb is None:
+        return None
+    events = Event.objects.filter(release_id=release.pk, verb=verb)
+    event = events.order_by("-created_at", "-id").first()
+    if event is None:
+        return None
+    return Why(
+        event=event,
+        automatic=event.actor_kind != ActorKind.USER,
+        stage=(event.data or {}).get("stage", ""),
+    )
+
+
 def build(
     release: Release, user: Any, *, range_key: str = "", show_all_events: bool = False
 ) -> dict[str, Any]:
@@ -162,6 +196,7 @@ def build(
         checklist.status = checklist_status(checklist, release, verdict)
     return {
         "release": release,
+        "why": _why(release),
         "now": now,
         "seen": f"{release.status}:{release.current_stage_id or ''}",
         "verdict": verdict,

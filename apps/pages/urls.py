@@ -12,6 +12,11 @@ urlpatterns = [
     path("releases/<int:pk>/", views.release_detail, name="release"),
     path("releases/<int:pk>/transition/", views.transition, name="transition"),
     path("releases/<int:pk>/checklist-items/<int:item_pk>/", views.tick_item, name="tick_item"),
+    path(
+        "releases/<int:pk>/checklists/<int:checklist_pk>/section/",
+        views.tick_section,
+        name="tick_section",
+    ),
     path("releases/<int:pk>/sign/", views.sign, name="sign"),
 ]
 

@@ -19,8 +19,14 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from apps.checklists.models import ChecklistItem
-from apps.checklists.services import TICK_PERM, ChecklistError, ChecklistForbidden, set_item_state
+from apps.checklists.models import Checklist, ChecklistItem
+from apps.checklists.services import (
+    TICK_PERM,
+    ChecklistError,
+    ChecklistForbidden,
+    mark_done,
+    set_item_state,
+)
 from apps.core.actors import Actor
 from apps.core.scope import Refused, check_perm, get_for
 from apps.releases.choices import ReleaseStatus
@@ -84,7 +90,31 @@ def _page(
         show_all_events=request.GET.get("events") == "all",
     )
     context.update(error=error, error_details=error_details or [], form=form or {})
+    context.update(_notes_in_place(request, context))
     return render(request, "pages/release.html", context, status=status)
+
+
+def _notes_in_place(request: HttpRequest, context: dict[str, Any]) -> dict[str, Any]:
+    """The confirmations, each shown where the person acted (under the headline for a
+    transition, in the item or section ticked, in the sign-off panel), never scrolled out of
+    view above the page's top. A message's extra tag says where: at-item-N, at-section-N-i,
+    at-signoffs; untagged ones go under the headline."""
+    notes: dict[str, list[str]] = {}
+    for message in messages.get_messages(request):
+        place = next((t for t in message.extra_tags.split() if t.startswith("at-")), "at-top")
+        notes.setdefault(place, []).append(str(message))
+    for checklist in context["checklists"]:
+        for item in checklist.items.all():
+            item.notes = notes.pop(f"at-item-{item.pk}", [])
+        checklist.notes = notes.pop(f"at-checklist-{checklist.pk}", [])
+    signoff_notes = notes.pop("at-signoffs", [])
+    top = [text for texts in notes.values() for text in texts]
+    return {"top_notes": top, "signoff_notes": signoff_notes}
+
+
+def _fetched(request: HttpRequest) -> bool:
+    """A tick sent by static/js/checklists.js: it swaps the fresh page's parts in place."""
+    return request.headers.get("X-Requested-With") == "rolloutdesk"
 
 
 def _refused(
@@ -205,8 +235,43 @@ def tick_item(request: HttpRequest, pk: int, item_pk: int) -> HttpResponse:
         return _refused(request, release, exc.message, 409)
     except ValidationError as exc:
         return _refused(request, release, " ".join(exc.messages), 400)
-    messages.success(request, f"{'Ticked' if done else 'Reopened'}: {item.text}")
+    messages.success(
+        request, f"{'Ticked' if done else 'Reopened'}: {item.text}", extra_tags=f"at-item-{item.pk}"
+    )
+    if _fetched(request):
+        release.refresh_from_db()
+        return _page(request, release)
     return _back(release, f"#item-{item.pk}")
+
+
+@login_required
+@require_POST
+@_refusals_shown
+def tick_section(request: HttpRequest, pk: int, checklist_pk: int) -> HttpResponse:
+    """Tick every open manual item of one section of a checklist at once (all or nothing), each
+    with its own history row and timeline event, as if ticked one by one."""
+    refusal = "Ticking checklist items needs the Approvers or Release managers role."
+    release = _release(request, pk, TICK_PERM, refusal)
+    checklist = get_object_or_404(Checklist, pk=checklist_pk, release_id=release.pk)
+    section = request.POST.get("section", "")
+    items = checklist.items.filter(section=section)
+    if not items.exists():
+        return _refused(request, release, f"The checklist has no section {section!r}.", 400)
+    try:
+        result = mark_done(items, actor=Actor.for_user(request.user))
+    except ChecklistForbidden as exc:
+        return _refused(request, release, exc.message, 403)
+    except ChecklistError as exc:
+        return _refused(request, release, exc.message, 409)
+    name = f"“{section}”" if section else "the checklist"
+    text = f"Ticked {result.done} item{'s' if result.done != 1 else ''} in {name}"
+    if result.left_for_ci:
+        text += f"; {result.left_for_ci} left for CI to report"
+    messages.success(request, text + ".", extra_tags=f"at-checklist-{checklist.pk}")
+    if _fetched(request):
+        release.refresh_from_db()
+        return _page(request, release)
+    return _back(release, f"#checklist-{checklist.pk}")
 
 
 @login_required
@@ -227,7 +292,7 @@ def sign(request: HttpRequest, pk: int) -> HttpResponse:
     except ValidationError as exc:
         return _refused(request, release, " ".join(exc.messages), 400, form=form)
     said = "go" if decision == Decision.GO else "no-go"
-    messages.success(request, f"Your {said} is recorded.")
+    messages.success(request, f"Your {said} is recorded.", extra_tags="at-signoffs")
     if not request.user.has_perm(VIEW_PERM):
         return HttpResponseRedirect(reverse("signoffs:page", args=[release.pk]))
     return _back(release, "#signoffs")

@@ -63,18 +63,35 @@ class BlockerKind(models.TextChoices):
 
     STATUS = "status", "Release finished"
     PAUSED = "paused", "Release paused"
-    INCIDENT = "incident", "Incident on the service"
     METRICS = "metrics", "Metric check failing"
+    INCIDENT = "incident", "Incident on the service"
     NO_GO = "no_go", "No-go"
     FREEZE = "freeze", "Change freeze"
     RUNNING_RELEASE = "running_release", "Another release running"
     AUTHOR_UNMATCHED = "author_unmatched", "Author matches no user"
-    # Waiting only: the light is amber.
-    SOAK = "soak", "Soak time"
-    CHECKLIST = "checklist", "Checklist items open"
+    # Waiting only: the light is amber. A missing signature before an open checklist before a
+    # pending check before time alone: the order a release manager would chase them.
     SIGNOFF = "signoff", "Sign-off needed"
+    CHECKLIST = "checklist", "Checklist items open"
     METRICS_PENDING = "metrics_pending", "Metric check without a pass yet"
     TRAFFIC = "traffic", "Traffic not served yet"
+    SOAK = "soak", "Soak time"
+
+    # How the pages count the blockers after the first, by kind: "2 sign-offs, 1 checklist".
+    @classmethod
+    def noun(cls, kind: str, count: int) -> str:
+        singular, plural = {
+            cls.METRICS: ("failing metric check", "failing metric checks"),
+            cls.INCIDENT: ("incident", "incidents"),
+            cls.NO_GO: ("no-go", "no-gos"),
+            cls.FREEZE: ("freeze", "freezes"),
+            cls.SIGNOFF: ("sign-off", "sign-offs"),
+            cls.CHECKLIST: ("checklist", "checklists"),
+            cls.METRICS_PENDING: ("pending metric check", "pending metric checks"),
+            cls.TRAFFIC: ("traffic minimum", "traffic minimums"),
+            cls.SOAK: ("soak", "soaks"),
+        }.get(kind, ("other", "others"))
+        return f"{count} {singular if count == 1 else plural}"
 
     @classmethod
     def waiting(cls) -> frozenset[str]:

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
+from django.utils import timezone
 
 from apps.checks.choices import MetricKind
 from apps.checks.models import MetricDefinition
@@ -51,14 +52,21 @@ def test_criteria_without_a_pass_block_the_gate(clock, production, error_rate):
     plan, release = soaking_release(production, soak=timedelta(0))
     criterion(plan, error_rate)
 
+    # Pending, not failing: when the tick will first look (one slot after the stage began).
     assert metric_blockers(release) == [
-        "Metric check error_rate > 5 % has no passing evaluation yet (not evaluated yet)."
+        "Metric check error_rate > 5 % is pending: not evaluated yet; the first evaluation is "
+        f"due in about 1m ({timezone.localtime(START + timedelta(minutes=1)):%H:%M})."
     ]
     run_checks()  # no samples: inconclusive
     assert metric_blockers(release) == [
-        "Metric check error_rate > 5 % has no passing evaluation yet "
-        "(latest inconclusive, no value — 0 sample(s) in 1m; needs 1.)."
+        "Metric check error_rate > 5 % is pending: no pass yet (latest inconclusive — 0 "
+        "sample(s) in 1m; needs 1.); the next evaluation is due in about 1m "
+        f"({timezone.localtime(START + timedelta(minutes=1)):%H:%M})."
     ]
+    # Nobody evaluates (the worker is down): it says so instead of waiting quietly.
+    clock.shift(timedelta(minutes=5))
+    assert metric_blockers(release)[0].endswith("ago): is the worker running?.")
+    clock.shift(timedelta(minutes=-5))
     push(release, error_rate, [0.01], end=START + timedelta(minutes=1))
     clock.shift(timedelta(minutes=1))
     run_checks()
@@ -75,10 +83,24 @@ def test_a_warning_during_the_soak_blocks_until_it_ages_out(clock, production, e
         run_checks(now=START + timedelta(minutes=minute))
     clock.shift(timedelta(minutes=29))
     assert metric_blockers(release) == [
-        "Metric check error_rate > 5 % warned or failed 1 time during the soak (latest pass, 1 %)."
+        "Metric check error_rate (warning > 2 %, critical > 5 %) warned or failed 1 time during "
+        "the soak (latest pass, 1 %)."
     ]
     clock.shift(timedelta(minutes=2))  # the warning is now older than the 30-minute soak
     assert metric_blockers(release) == []
+
+
+def test_a_warning_names_the_warning_threshold_that_fired(clock, production, error_rate):
+    plan, release = soaking_release(production, soak=timedelta(minutes=30))
+    criterion(plan, error_rate, warning_threshold=0.02, on_critical="notify")
+    push(release, error_rate, [0.03118], end=START)
+
+    run_checks()
+
+    assert metric_blockers(release) == [
+        "Metric check error_rate (warning > 2 %, critical > 5 %) warned or failed 1 time during "
+        "the soak (latest warn, 3.118 % against the warning threshold > 2 %)."
+    ]
 
 
 def test_dry_run_criteria_never_block(clock, production, error_rate):

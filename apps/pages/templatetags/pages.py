@@ -45,3 +45,10 @@ def site_nav(context: dict[str, Any]) -> dict[str, Any]:
             for href, label in links
         ]
     }
+
+
+@register.filter
+def open_manual_count(items: list[Any]) -> int:
+    """How many items of a section a person may tick at once: open and manual (CI ticks the
+    automated ones)."""
+    return sum(1 for item in items if not item.is_done and not item.is_automated)

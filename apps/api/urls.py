@@ -6,7 +6,7 @@ from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from . import views, views_checks, views_incidents, views_signoffs
+from . import views, views_checks, views_incidents, views_runbooks, views_signoffs
 from .views_checklists import ReleaseChecklistsView, ReleaseChecksView
 
 router = DefaultRouter()
@@ -58,6 +58,15 @@ urlpatterns = [
         "hooks/alertmanager/",
         views_incidents.AlertmanagerHookView.as_view(),
         name="hook-alertmanager",
+    ),
+    # As the issue and docs/runbooks.md write them, with or without the trailing slash.
+    re_path(
+        r"^runbooks/preview/?$",
+        views_runbooks.RunbookPreviewView.as_view(),
+        name="runbook-preview",
+    ),
+    re_path(
+        r"^runbooks/import/?$", views_runbooks.RunbookImportView.as_view(), name="runbook-import"
     ),
     path("", include(router.urls)),
     # Last: any other path under /api/v1/ (a malformed id such as releases/abc/checks/ included)

@@ -156,6 +156,14 @@ ROLE_PERMISSIONS[VIEWERS] += REPORTS_VIEW
 OUTBOX_MANAGE = ["outbox.view_message", "outbox.resend_message"]
 ROLE_PERMISSIONS[RELEASE_MANAGERS] += OUTBOX_MANAGE
 
+# Runbook import (apps/runbooks, granted by its 0002_roles migration): release managers import
+# runbooks (admin, API) and read the record of imports; everyone reads the record.
+RUNBOOKS_VIEW = ["runbooks.view_runbookimport"]
+RUNBOOKS_MANAGE = ["runbooks.add_runbookimport"]
+ROLE_PERMISSIONS[RELEASE_MANAGERS] += RUNBOOKS_VIEW + RUNBOOKS_MANAGE
+ROLE_PERMISSIONS[APPROVERS] += RUNBOOKS_VIEW
+ROLE_PERMISSIONS[VIEWERS] += RUNBOOKS_VIEW
+
 
 def ensure_roles() -> None:
     """Create the role groups with their permissions if they are missing (e.g. after a flush)."""

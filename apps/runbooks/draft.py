@@ -198,3 +198,115 @@ class Draft:
                 [ContactDraft(**c) for c in data["escalation"].get("contacts", [])],
             ),
         )
+
+
+class DraftShapeError(ValueError):
+    """An edited draft (API body, admin form) that is not in the documented shape."""
+
+
+def _get(data: Any, key: str, kind: type | tuple[type, ...], where: str, default: Any = ...) -> Any:
+    if not isinstance(data, dict):
+        raise DraftShapeError(f"{where} must be an object.")
+    if key not in data:
+        if default is not ...:
+            return default
+        raise DraftShapeError(f"{where}: {key!r} is missing.")
+    value = data[key]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if value is None and default is None:
+        return None
+    if isinstance(value, bool) and kind in (int, float):
+        raise DraftShapeError(f"{where}: {key!r} must be a number.")
+    if not isinstance(value, kind):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise DraftShapeError(f"{where}: {key!r} must be {names}.")
+    return value
+
+
+def from_json(data: Any, *, source: str) -> Draft:
+    """A reviewed draft in as_json()'s shape back to a Draft (what the reviewer kept and edited);
+    DraftShapeError names the first part that is not in that shape."""
+    from apps.checklists.drafts import DetectedItem, DetectedSection
+
+    title = _get(data, "title", str, "the draft")
+    plan = _get(data, "plan", dict, "the draft")
+    stages = []
+    for n, s in enumerate(_get(plan, "stages", list, "plan"), start=1):
+        where = f"plan.stages[{n}]"
+        stages.append(
+            StageDraft(
+                name=_get(s, "name", str, where),
+                environment=_get(s, "environment", str, where, ""),
+                traffic_percentage=_get(s, "traffic_percentage", int, where),
+                min_soak_seconds=_get(s, "min_soak_seconds", int, where, 0),
+                line=_get(s, "line", int, where, 0),
+            )
+        )
+    criteria = []
+    for n, c in enumerate(_get(data, "criteria", list, "the draft"), start=1):
+        where = f"criteria[{n}]"
+        src = _get(c, "source", dict, where, {"kind": "push", "query": ""})
+        criteria.append(
+            CriterionDraft(
+                metric=_get(c, "metric", str, where),
+                operator=_get(c, "operator", str, where),
+                threshold=_get(c, "threshold", float, where, None),
+                unit=_get(c, "unit", str, where, ""),
+                for_seconds=_get(c, "for_seconds", int, where, 0),
+                action=_get(c, "action", str, where),
+                severity=_get(c, "severity", str, where, "critical"),
+                source_kind=_get(src, "kind", str, f"{where}.source", "push"),
+                query=_get(src, "query", str, f"{where}.source", ""),
+                line=_get(c, "line", int, where, 0),
+            )
+        )
+    escalation = _get(data, "escalation", dict, "the draft")
+    levels = []
+    for n, lv in enumerate(_get(escalation, "levels", list, "escalation"), start=1):
+        where = f"escalation.levels[{n}]"
+        targets = _get(lv, "targets", list, where)
+        if not all(isinstance(t, str) for t in targets):
+            raise DraftShapeError(f"{where}: 'targets' must be a list of names.")
+        levels.append(
+            LevelDraft(
+                position=_get(lv, "position", int, where, n),
+                after_minutes=_get(lv, "after_minutes", int, where, None),
+                targets=targets,
+                critical_only=_get(lv, "critical_only", bool, where, False),
+                line=_get(lv, "line", int, where, 0),
+            )
+        )
+    checklists = []
+    for n, c in enumerate(_get(data, "checklists", list, "the draft"), start=1):
+        where = f"checklists[{n}]"
+        sections = []
+        for m, sec in enumerate(_get(c, "sections", list, where), start=1):
+            swhere = f"{where}.sections[{m}]"
+            items = [
+                DetectedItem(
+                    text=_get(i, "text", str, f"{swhere}.items[{k}]"),
+                    key=_get(i, "key", str, f"{swhere}.items[{k}]", ""),
+                    required=_get(i, "required", bool, f"{swhere}.items[{k}]", True),
+                    line=_get(i, "line", int, f"{swhere}.items[{k}]", 0),
+                )
+                for k, i in enumerate(_get(sec, "items", list, swhere), start=1)
+            ]
+            if items:
+                sections.append(DetectedSection(_get(sec, "name", str, swhere), items))
+        if sections:
+            name = _get(c, "name", str, where)
+            checklists.append(
+                DetectedChecklist(
+                    name=name, heading=name, kind=_get(c, "kind", str, where), sections=sections
+                )
+            )
+    return Draft(
+        source=source,
+        title=title,
+        notes=[n for n in _get(data, "notes", list, "the draft", []) if isinstance(n, str)],
+        checklists=checklists,
+        plan=PlanDraft(_get(plan, "name", str, "plan", title), stages),
+        criteria=criteria,
+        escalation=EscalationDraft(levels, []),
+    )

@@ -6,7 +6,14 @@ from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from . import views, views_checks, views_incidents, views_runbooks, views_signoffs
+from . import (
+    views,
+    views_checks,
+    views_config,
+    views_incidents,
+    views_runbooks,
+    views_signoffs,
+)
 from .views_checklists import ReleaseChecklistsView, ReleaseChecksView
 
 router = DefaultRouter()
@@ -16,6 +23,8 @@ router.register("releases", views.ReleaseViewSet, basename="release")
 
 urlpatterns = [
     path("health/", views.HealthView.as_view(), name="health"),
+    path("config/apply", views_config.ConfigApplyView.as_view(), name="config-apply"),
+    path("config/schema.json", views_config.config_schema, name="config-schema"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path(

@@ -14,7 +14,9 @@ import pytest
 import time_machine
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from apps.checks.choices import CriticalAction, MetricKind
@@ -549,3 +551,17 @@ def test_the_criterion_admin_names_the_incident_severity(rita, plan, error_rate,
     listing = client.get("/admin/checks/metriccriterion/").content.decode()
     assert '<td class="field-incident_severity_column">SEV1</td>' in listing
     assert "SEV2 (setting)" in listing
+
+
+def test_oncall_costs_the_same_queries_however_many_rules_and_policies(
+    client, victor, service, security, django_assert_num_queries
+):
+    rule("first", security, 1, matchers='team="security"')
+    client.force_login(victor)
+    with CaptureQueriesContext(connection) as few:
+        assert client.get("/oncall/").status_code == 200
+    for n in range(3):
+        rule(f"team {n}", team_policy(f"Team {n}", [(0, f"P{n}"), (5, f"Q{n}")]), 2 + n)
+    with django_assert_num_queries(len(few.captured_queries)):
+        html = client.get("/oncall/").content.decode()
+    assert html.count("Escalation: Team ") == 3

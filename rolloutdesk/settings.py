@@ -74,6 +74,7 @@ INSTALLED_APPS = [
     "apps.exporter",
     "apps.configuration",
     "apps.sso",
+    "apps.slack",
 ]
 
 MIDDLEWARE = [
@@ -305,6 +306,19 @@ else:
             "SSO_PASSWORD_LOGIN=false needs single sign-on (OIDC_ISSUER): nobody could sign in."
         )
     AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+
+# --- sign-off from Slack (apps/slack, docs/signoffs.md#slack) --------------------------------
+# Off unless both are set: the Slack app's bot token (chat:write, users:read,
+# users:read.email, im:write) and its signing secret, which /slack/interactivity/ checks.
+SLACK_BOT_TOKEN = env.str("SLACK_BOT_TOKEN", default="")
+SLACK_SIGNING_SECRET = env.str("SLACK_SIGNING_SECRET", default="")
+if bool(SLACK_BOT_TOKEN) != bool(SLACK_SIGNING_SECRET):
+    raise ImproperlyConfigured(
+        "Slack sign-offs need both SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET (one is set)."
+    )
+SLACK_API_URL = env.str("SLACK_API_URL", default="https://slack.com/api/")
+SLACK_TIMEOUT = env.int("SLACK_TIMEOUT", default=10)
+SLACK_MAX_ATTEMPTS = env.int("SLACK_MAX_ATTEMPTS", default=8)
 
 # --- incidents -----------------------------------------------------------------------------
 # The severity of an incident opened by a critical metric breach (sev1 … sev4).

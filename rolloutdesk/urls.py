@@ -20,6 +20,7 @@ urlpatterns = [
     path("", include("apps.pages.signoff_urls")),
     path("", include("apps.incidents.urls")),
     path("", include("apps.reports.urls")),
+    path("", include("apps.slack.urls")),
     path("", include("apps.exporter.urls")),
 ]
 

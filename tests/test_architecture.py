@@ -40,6 +40,7 @@ ALLOWED: dict[str, list[str]] = {
     "demo": ["rollouts", "api", *DOMAIN, *BASE],
     "exporter": ["rollouts", "reports", *DOMAIN, *BASE],
     "sso": ["releases", "core"],
+    "slack": ["signoffs", "releases", *BASE],
 }
 
 

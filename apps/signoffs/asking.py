@@ -23,7 +23,7 @@ from apps.jobs.runner import job
 from apps.releases.choices import EventVerb, ReleaseStatus
 from apps.releases.models import Event, Release
 
-from . import messages
+from . import channels, messages
 from .choices import Decision
 from .models import SignerReminder, SignOffRequest
 from .services import (
@@ -126,6 +126,7 @@ def request_signoffs(
             data={"gate": status.gate.label, "asked": [u.get_username() for u in users]},
         )
         messages.ask(created)
+        channels.ask(status, created)
     return created
 
 

@@ -33,6 +33,7 @@ from apps.incidents.models import (
     EscalationPolicy,
     IncidentRouting,
     OnCallRotation,
+    RoutingRule,
 )
 from apps.releases.models import Environment, RolloutPlan, Service, StageTemplate
 from apps.signoffs.models import FreezeWindow, SignOffRule
@@ -581,6 +582,24 @@ class _Applier:
             self.set_m2m(window, "services", services, lambda s: s.slug, what)
             self.set_m2m(window, "environments", envs, lambda e: e.slug, what)
 
+    def routing_rules(self, entries: list[dict]) -> None:
+        for i, data in enumerate(entries):
+            where = f"routing_rules[{i}]"
+            service = self.lookup(Service, where + ".service", "service", slug=data.get("service"))
+            policy = self.lookup(
+                EscalationPolicy, where + ".policy", "escalation policy", name=data["policy"]
+            )
+            if policy is None or (data.get("service") and service is None):
+                continue
+            self.save(
+                RoutingRule.objects.filter(name=data["name"]).first(),
+                RoutingRule,
+                {"name": data["name"], "service": service, "policy": policy},
+                self.values(RoutingRule, data, where),
+                f"routing rule {data['name']}",
+                where,
+            )
+
 
 # The order sections are applied in: what a later one refers to comes first.
 SECTIONS = (
@@ -592,6 +611,7 @@ SECTIONS = (
     "services",
     "sources",
     "freeze_windows",
+    "routing_rules",
 )
 
 
@@ -637,6 +657,8 @@ APPLY_PERMS = (
     "signoffs.change_freezewindow",
     "incidents.change_escalationpolicy",
     "incidents.change_incidentrouting",
+    "incidents.add_routingrule",
+    "incidents.change_routingrule",
 )
 
 

@@ -15,7 +15,7 @@ from django.db.models import F, Q
 
 from apps.checklists.models import ChecklistTemplate, PlanChecklist
 from apps.checks.models import MetricCriterion, MetricDefinition, MetricSource
-from apps.incidents.models import EscalationPolicy, IncidentRouting
+from apps.incidents.models import EscalationPolicy, IncidentRouting, RoutingRule
 from apps.releases.models import Environment, RolloutPlan, Service
 from apps.signoffs.models import FreezeWindow, SignOffRule
 
@@ -146,6 +146,15 @@ def escalation_policy(policy: EscalationPolicy) -> dict[str, Any]:
     return {"name": policy.name, **row(policy), "levels": levels}
 
 
+def routing_rule(rule: RoutingRule) -> dict[str, Any]:
+    return {
+        "name": rule.name,
+        **row(rule),
+        "service": rule.service.slug if rule.service else None,
+        "policy": rule.policy.name,
+    }
+
+
 def _unique_names(windows: Iterable[FreezeWindow]) -> list[FreezeWindow]:
     windows = list(windows)
     names = [w.name for w in windows]
@@ -171,13 +180,17 @@ def export(service_slug: str | None = None) -> dict[str, Any]:
     windows = FreezeWindow.objects.prefetch_related("services", "environments").order_by("name")
     routings = IncidentRouting.objects.filter(policy__isnull=False).select_related("policy")
     policies = EscalationPolicy.objects.order_by("name")
+    rules = RoutingRule.objects.select_related("service", "policy").order_by("position", "name")
     if service_slug is not None:
         ids = [s.pk for s in services]
         plans = plans.filter(pk__in=[s.default_plan_id for s in services if s.default_plan_id])
         sources = sources.filter(Q(service__in=ids) | Q(service__isnull=True))
         windows = windows.filter(Q(services__in=ids) | Q(services__isnull=True)).distinct()
         routings = routings.filter(service__in=ids)
-        policies = policies.filter(pk__in=[r.policy_id for r in routings])
+        rules = rules.filter(Q(service__in=ids) | Q(service__isnull=True))
+        policies = policies.filter(
+            Q(pk__in=[r.policy_id for r in routings]) | Q(pk__in=[r.policy_id for r in rules])
+        )
     plans = list(plans)
     routed = {r.service_id: r.policy.name for r in routings}
     templates = ChecklistTemplate.objects.filter(is_current=True).order_by("name")
@@ -205,4 +218,5 @@ def export(service_slug: str | None = None) -> dict[str, Any]:
         "plans": [plan(p) for p in plans],
         "services": [service(s, routed) for s in services],
         "freeze_windows": [freeze_window(w) for w in _unique_names(windows)],
+        "routing_rules": [routing_rule(r) for r in rules],
     }

@@ -35,6 +35,7 @@ KEYS: dict[str, set[str]] = {
     "checklists.checklisttemplate": {"name"},
     "signoffs.freezewindow": {"name"},
     "incidents.escalationpolicy": {"name"},
+    "incidents.routingrule": {"name"},
 }
 
 SPAN = re.compile(r"^(?:(\d+)d)?\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s)?$")

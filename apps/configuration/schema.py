@@ -10,7 +10,7 @@ from jsonschema import Draft202012Validator
 
 from apps.checklists.models import ChecklistTemplate
 from apps.checks.models import MetricCriterion, MetricDefinition, MetricSource
-from apps.incidents.models import EscalationLevel, EscalationPolicy
+from apps.incidents.models import EscalationLevel, EscalationPolicy, RoutingRule
 from apps.releases.models import Environment, RolloutPlan, Service, StageTemplate
 from apps.signoffs.models import FreezeWindow, SignOffRule
 
@@ -181,6 +181,20 @@ def document_schema() -> dict[str, Any]:
         },
         ["name"],
     )
+    routing_rule = obj(
+        {
+            "name": NAME,
+            **properties(RoutingRule),
+            "service": {
+                "anyOf": [SLUG, {"type": "null"}],
+                "description": "Only this service's incidents; null: every service.",
+            },
+            "policy": {**NAME, "description": "The escalation policy, by name."},
+        },
+        ["name", "policy"],
+        "Escalation routing: the first enabled rule (lowest position) an incident matches "
+        "chooses its policy.",
+    )
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
@@ -200,6 +214,7 @@ def document_schema() -> dict[str, Any]:
             "plans": listed(plan),
             "services": listed(service),
             "freeze_windows": listed(window),
+            "routing_rules": listed(routing_rule),
         },
         "required": ["version"],
         "additionalProperties": False,

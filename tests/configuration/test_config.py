@@ -34,6 +34,7 @@ from apps.incidents.models import (
     EscalationPolicy,
     IncidentRouting,
     OnCallRotation,
+    RoutingRule,
 )
 from apps.releases.models import Environment, RolloutPlan, StageTemplate
 from apps.releases.roles import APPROVERS, RELEASE_MANAGERS
@@ -133,6 +134,9 @@ def world(db):
         policy=policy, position=2, after_minutes=15, rotation=rotation, min_severity="sev2"
     )
     IncidentRouting.objects.create(service=service, policy=policy, webhook_url=WEBHOOK)
+    RoutingRule.objects.create(
+        name="security", position=5, matchers='team="security"', policy=policy, service=None
+    )
     return {"plan": plan, "service": service, "production": production}
 
 
@@ -167,6 +171,18 @@ def test_the_export_applied_to_itself_changes_nothing(world, tmp_path):
     assert document["services"][0]["escalation_policy"] == "Payments"
     assert [w["name"] for w in document["freeze_windows"]] == ["Weekend", "Year end"]
     assert document["escalation_policies"][0]["levels"][1]["rotation"] == "Payments on call"
+    assert document["routing_rules"] == [
+        {
+            "name": "security",
+            "position": 5,
+            "enabled": True,
+            "source": "",
+            "min_severity": "",
+            "matchers": 'team="security"',
+            "service": None,
+            "policy": "Payments",
+        }
+    ]
     path = tmp_path / "rollout.yaml"
     path.write_text(text)
     assert run_apply(path).strip() == "No changes: the database already matches the file."
@@ -254,12 +270,14 @@ def test_a_bad_file_is_refused_whole_naming_every_problem(world, tmp_path):
     document["plans"][0]["criteria"][1]["metric"] = "no_such_metric"
     document["plans"][0]["stages"][0]["environment"] = "moon"
     document["plans"][0]["signoff_rules"][0]["groups"] = ["Nobody"]
+    document["routing_rules"][0]["matchers"] = "team==security"  # not a matcher
     path = tmp_path / "rollout.yaml"
     path.write_text(dump(document))
     with pytest.raises(CommandError) as refused:
         run_apply(path)
     message = str(refused.value)
-    assert "nothing applied, 3 problem(s)" in message
+    assert "nothing applied, 4 problem(s)" in message
+    assert "routing_rules[0].matchers: " in message
     assert "plans[0].stages[0].environment: no environment with slug='moon'." in message
     assert "plans[0].criteria[1].metric: no metric with key='no_such_metric'." in message
     assert "plans[0].signoff_rules[0].groups[0]: no group with name='Nobody'." in message

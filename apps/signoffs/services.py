@@ -23,7 +23,7 @@ from apps.core.actors import Actor
 from apps.releases.choices import BlockerKind, EventVerb, ReleaseStatus
 from apps.releases.models import Event, Release, Stage, sha_validator
 
-from . import messages
+from . import channels, messages
 from .choices import Decision
 from .models import (
     FreezeWindow,
@@ -359,6 +359,7 @@ def sign(
         after = gate_status(locked, now=now)
         decided = _record_decision(before, after, actor)
         _tell(locked, [event, decided])
+        channels.changed(locked, before.gate.key, because=f"event-{event.pk}")
     return signoff
 
 
@@ -390,6 +391,7 @@ def withdraw(release: Release, *, user: Any, now: datetime | None = None) -> Sig
         if before is not None:
             decided = _record_decision(before, gate_status(locked, now=now), actor)
         _tell(locked, [event, decided])
+        channels.changed(locked, signoff.gate_key, because=f"event-{event.pk}")
     return signoff
 
 
@@ -432,13 +434,14 @@ def change_commit(
         if old.lower() == commit_sha.lower():
             return locked, []
         now = timezone.now()
+        old_gate = current_gate(locked)
         locked.commit_sha = commit_sha
         fields = ["commit_sha", "updated_at"]
         if commit_time is not None:
             locked.commit_time = commit_time
             fields.append("commit_time")
         locked.save(update_fields=fields)
-        Event.record(
+        changed = Event.record(
             locked,
             EventVerb.ARTIFACT_CHANGED,
             actor,
@@ -473,6 +476,9 @@ def change_commit(
                     ],
                 },
             )
+        if old_gate is not None:
+            # Requests shown elsewhere (Slack) for the old artifact say it changed.
+            channels.changed(locked, old_gate.key, because=f"event-{changed.pk}")
     locked.refresh_from_db()
     return locked, lapsing
 

@@ -13,4 +13,4 @@ class SlackConfig(AppConfig):
 
         from . import messages, sending  # noqa: F401 (registers the Slack outbox table)
 
-        channels.register(messages.ask)
+        channels.register(messages.ask, messages.changed)

@@ -84,8 +84,8 @@ def handle(payload: dict[str, Any], *, signature: str) -> str:
             gate = services.current_gate(release)
             if gate is None or gate.key != post.gate_key:
                 raise _Stale
+            # sign() tells the sign-offs' channels, which redraw every post of the attempt.
             services.sign(release, user=user, decision=decision, comment=_comment(payload))
-            messages.update_posts(release, post.gate_key, because=f"signed-{interaction.pk}")
     except _Stale:
         with transaction.atomic():
             # The post is redrawn without its buttons, saying why.

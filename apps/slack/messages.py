@@ -95,6 +95,12 @@ def update_posts(release: Release, gate_key: str, *, because: str) -> list[int]:
     )
 
 
+def changed(release: Release, gate_key: str, because: str) -> None:
+    """The sign-offs of a gate attempt changed, here or on the page: redraw its posts."""
+    if web.enabled():
+        update_posts(release, gate_key, because=because)
+
+
 def tell_one(post: SlackMessage, channel: str, slack_user: str, text: str, because: str) -> None:
     """A reply only one person sees (chat.postEphemeral): why their answer was refused."""
     _write(

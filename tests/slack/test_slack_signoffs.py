@@ -248,3 +248,26 @@ def test_off_unless_configured(running, canary_on_slack, erin, paul, settings) -
         "/slack/interactivity/", data=body, content_type="application/x-www-form-urlencoded"
     )
     assert answer.status_code == 404
+
+
+def test_a_sign_off_on_the_page_updates_the_post_too(
+    slack, canary_on_slack, running, erin, paul, django_capture_on_commit_callbacks
+) -> None:
+    capture = django_capture_on_commit_callbacks
+    post = ask(running, capture)
+    web = Client()
+    web.force_login(paul)
+    with capture(execute=True):
+        answer = web.post(
+            f"/releases/{running.pk}/signoff/", {"action": "no_go", "comment": "Support is busy"}
+        )
+    assert answer.status_code == 302
+    shown = slack.messages[(post.posted_channel, post.ts)]["blocks"]
+    assert "*No-go* from paul: Support is busy" in texts(shown)
+    assert "Blocked by a no-go from paul." in texts(shown)
+    # Withdrawn on the page: the post drops the no-go and shows its buttons still.
+    with capture(execute=True):
+        web.post(f"/releases/{running.pk}/signoff/", {"action": "withdraw"})
+    shown = slack.messages[(post.posted_channel, post.ts)]["blocks"]
+    assert "paul" not in texts(shown) and "signoff_go" in action_ids(shown)
+    assert len(slack.of("chat.update")) == 2

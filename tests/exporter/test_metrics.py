@@ -310,3 +310,19 @@ def test_the_number_of_queries_does_not_grow_with_the_rows(client, with_token, p
         value(values, "rolloutdesk_check_evaluations", provider="prometheus", verdict="fail") == 7
     )
     assert len(many.captured_queries) == len(few.captured_queries)
+
+
+def test_a_bad_allow_list_stops_the_start_naming_it() -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "METRICS_ALLOWED_NETWORKS": "10.0.0.0/8,office", "DEBUG": "true"}
+    started = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        env={**env, "DJANGO_SETTINGS_MODULE": "rolloutdesk.settings"},
+        capture_output=True,
+        text=True,
+    )
+    assert started.returncode != 0
+    assert "METRICS_ALLOWED_NETWORKS: 'office' is not a network" in started.stderr

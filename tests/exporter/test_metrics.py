@@ -4,6 +4,9 @@ sign-offs waiting, report sends) at a number of queries that does not grow with 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
@@ -313,10 +316,6 @@ def test_the_number_of_queries_does_not_grow_with_the_rows(client, with_token, p
 
 
 def test_a_bad_allow_list_stops_the_start_naming_it() -> None:
-    import os
-    import subprocess
-    import sys
-
     env = {**os.environ, "METRICS_ALLOWED_NETWORKS": "10.0.0.0/8,office", "DEBUG": "true"}
     started = subprocess.run(
         [sys.executable, "-c", "import django; django.setup()"],

@@ -48,8 +48,16 @@ class BadRequest(Exception):
         self.message, self.errors = message, errors or [message]
 
 
+def _body(request: Request) -> Any:
+    """The body's fields: a JSON object or a form; anything else is refused by name."""
+    data = request.data
+    if not hasattr(data, "get"):
+        raise BadRequest(f"The body must be a JSON object (or a form), not {type(data).__name__}.")
+    return data
+
+
 def _service(request: Request, required: bool) -> Service | None:
-    slug = request.data.get("service")
+    slug = _body(request).get("service")
     if not slug:
         if required:
             raise BadRequest("Name the service the runbook configures: 'service' (its slug).")
@@ -62,6 +70,7 @@ def _service(request: Request, required: bool) -> Service | None:
 
 
 def _draft(request: Request) -> Draft:
+    _body(request)
     upload = request.FILES.get("file") if hasattr(request, "FILES") else None
     source = request.data.get("source") or (upload.name if upload else "") or "runbook.md"
     if not isinstance(source, str):
@@ -82,7 +91,8 @@ def _draft(request: Request) -> Draft:
             raise BadRequest("Send the runbook: 'runbook' (its Markdown text) or 'file'.")
         data = text.encode("utf-8", errors="surrogatepass")
     try:
-        return parse(data, source=source, name=request.data.get("name") or None)
+        name = request.data.get("name")
+        return parse(data, source=source, name=name if isinstance(name, str) else None)
     except RunbookError as exc:
         raise BadRequest(exc.message) from exc
 
@@ -103,6 +113,8 @@ class RunbookPreviewView(APIView):
         responses={
             200: OpenApiResponse(description='{"draft": {...}, "diff": null | {...}}'),
             400: OpenApiResponse(description="What is wrong with the file or the body"),
+            403: OpenApiResponse(description="No permission, or a token of another service"),
+            404: OpenApiResponse(description="No service with that slug"),
         },
     )
     def post(self, request: Request) -> Response:
@@ -127,7 +139,8 @@ class RunbookImportView(APIView):
         responses={
             201: OpenApiResponse(description="What was saved"),
             400: OpenApiResponse(description="Every reason the draft cannot be saved"),
-            403: OpenApiResponse(description="The token's services do not include this one"),
+            403: OpenApiResponse(description="No permission, or a token of another service"),
+            404: OpenApiResponse(description="No service with that slug"),
         },
     )
     def post(self, request: Request) -> Response:

@@ -189,3 +189,10 @@ def test_token_principal_check_uses_api_tokens(service) -> None:
         "/api/v1/runbooks/import", {"runbook": PAYMENTS, "service": service.slug}, format="json"
     )
     assert answer.status_code == 403
+
+
+def test_a_body_that_is_not_an_object_is_a_400(rita) -> None:
+    for path in ("/api/v1/runbooks/preview", "/api/v1/runbooks/import"):
+        answer = signed_in(rita).post(path, [1, 2], format="json")
+        assert answer.status_code == 400
+        assert answer.json()["detail"] == "The body must be a JSON object (or a form), not list."

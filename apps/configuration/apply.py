@@ -130,7 +130,7 @@ class _Applier:
                 return obj
             op, detail = "update", ", ".join(differ)
         try:
-            obj.full_clean(validate_constraints=False)
+            obj.full_clean()
         except ValidationError as exc:
             for name, messages in exc.message_dict.items():
                 place = where if name == "__all__" else f"{where}.{name}"

@@ -66,7 +66,7 @@ def document_schema() -> dict[str, Any]:
         {
             "slug": SLUG,
             **properties(RolloutPlan),
-            "stages": listed(stage),
+            "stages": {**listed(stage), "minItems": 1},
             "criteria": listed(criterion),
             "checklists": listed(
                 obj(

@@ -404,3 +404,19 @@ def test_unknown_service_for_export(db):
     with pytest.raises(CommandError, match="No service 'nope'"):
         exported("nope")
     assert RolloutPlan.objects.count() == 0
+
+
+def test_unique_names_and_an_empty_plan_are_refused_not_crashed(world):
+    document = export()
+    document["environments"].append({"slug": "prod2", "name": "Production"})
+    with pytest.raises(ConfigError) as refused:
+        apply(document, actor=ACTOR)
+    assert refused.value.errors == [
+        "environments[2].name: Environment with this Name already exists."
+    ]
+    document = export()
+    document["plans"][0]["stages"] = []
+    with pytest.raises(ConfigError) as refused:
+        apply(document, actor=ACTOR)
+    assert refused.value.errors == ["plans[0].stages: [] should be non-empty"]
+    assert not Environment.objects.filter(slug="prod2").exists()

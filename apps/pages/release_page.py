@@ -24,7 +24,7 @@ from apps.core.actors import ActorKind
 from apps.core.durations import format_duration
 from apps.releases.choices import EventVerb, ReleaseStatus, StageStatus
 from apps.releases.models import Event, Release, Stage
-from apps.rollouts import gate
+from apps.rollouts import breach_response, gate
 from apps.signoffs import services as signoffs
 from apps.signoffs.choices import Decision
 from apps.signoffs.models import ReleaseSignOffRule
@@ -170,7 +170,9 @@ def _why(release: Release) -> Why | None:
         return None
     return Why(
         event=event,
-        automatic=event.actor_kind != ActorKind.USER,
+        # The metric checks' own action (breach_response), not a person or a script using the API.
+        automatic=event.actor_kind == ActorKind.SYSTEM
+        and event.actor_name.endswith(breach_response.ACTOR_NAME),
         stage=(event.data or {}).get("stage", ""),
     )
 

@@ -20,6 +20,7 @@ from django.db import transaction
 
 from apps.api.models import ApiToken
 from apps.core.actors import Actor
+from apps.demo import cast
 from apps.demo import metrics as metric_demo
 from apps.releases.models import Environment, Release, RolloutPlan, Service, StageTemplate
 from apps.releases.roles import RELEASE_MANAGERS
@@ -31,7 +32,9 @@ HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 ADMIN_USERNAME = "admin"
 DEMO_TOKEN_NAME = "demo-ci"
-ADMIN_URL = "http://127.0.0.1:8000/admin/"
+# The login block, written for `manage.py demo_banner`, which prints it again once make run's
+# processes are up (so it is not buried under the worker's start-up lines).
+BANNER_FILE = "demo-login.txt"
 # Demo releases never waited out their soak: each forced step says so in the timeline.
 FORCE_REASON = "Demo data: soak skipped to give the example a history."
 
@@ -199,10 +202,15 @@ class Command(BaseCommand):
             admin_user = self._admin(password)
             environments = self._environments()
             plans = self._plans()
+            cast.people(password)
+            cast.plan_extras(plans)  # before the releases, which copy them
             services = self._services(plans)
+            cast.service_extras(services)
             made = self._releases(services, environments, plans, admin_user)
             token_key = self._token(services["ai-orchestra"], admin_user)
             checks = metric_demo.load(plans)
+            cast.incident(services)
+            cast.report()
         # Evaluate the demo releases' criteria once, so the admin shows real verdicts.
         checked = run_checks()
 
@@ -214,14 +222,21 @@ class Command(BaseCommand):
             f"Metric checks: {checks['metrics']} metrics on every plan, {checks['samples']} new "
             f"sample(s); {checked.results} criterion result(s) for {checked.releases} release(s)."
         )
-        self.stdout.write(f"Admin login: {ADMIN_USERNAME} / {password}")
-        self.stdout.write(f"Open {ADMIN_URL}")
+        lines = [f"Admin login: {ADMIN_USERNAME} / {password}"]
+        lines += [f"Demo login: {p.username} / {password} ({p.group})" for p in cast.PEOPLE]
+        site = settings.SITE_URL.rstrip("/")
+        lines += [f"Open {site}/ (dashboard) or {site}/admin/"]
         if token_key:
-            self.stdout.write(f"API token {DEMO_TOKEN_NAME} for ai-orchestra: {token_key}")
+            lines.append(f"API token {DEMO_TOKEN_NAME} for ai-orchestra: {token_key}")
         else:
-            self.stdout.write(
+            lines.append(
                 f"API token {DEMO_TOKEN_NAME} exists; its key was shown when it was created."
             )
+        for line in lines:
+            self.stdout.write(line)
+        banner = settings.VAR_DIR / BANNER_FILE
+        banner.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        banner.chmod(0o600)  # it holds the demo's password and token
 
     def _admin(self, password: str) -> Any:
         user, _ = get_user_model().objects.get_or_create(
@@ -304,6 +319,8 @@ class Command(BaseCommand):
                 continue
             made += 1
             for index, step in enumerate(spec.steps):
+                if step == "start":
+                    cast.ready_to_start(release, admin_actor)
                 reason = spec.reason if index == len(spec.steps) - 1 else ""
                 if step == "advance":
                     transitions.advance(

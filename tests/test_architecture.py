@@ -37,7 +37,7 @@ ALLOWED: dict[str, list[str]] = {
     "runbooks": [*DOMAIN, *BASE],
     "api": ["rollouts", "configuration", "runbooks", *DOMAIN, *BASE],
     "pages": ["rollouts", "reports", *DOMAIN, *BASE],
-    "demo": ["rollouts", "api", *DOMAIN, *BASE],
+    "demo": ["rollouts", "reports", "api", *DOMAIN, *BASE],
     "exporter": ["rollouts", "reports", *DOMAIN, *BASE],
     "sso": ["releases", "core"],
     "slack": ["signoffs", "releases", *BASE],

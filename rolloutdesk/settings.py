@@ -268,6 +268,13 @@ OUTBOX_MAX_ATTEMPTS = env.int("OUTBOX_MAX_ATTEMPTS", default=8)
 # --- sign-offs -----------------------------------------------------------------------------
 # A person asked to sign and not yet signed is reminded at most once per this many hours.
 SIGNOFF_REMINDER_HOURS = env.int("SIGNOFF_REMINDER_HOURS", default=24)
+# Long polls of the gate (GET gate/?wait=N): how many requests of one web process may wait at
+# once. 0 (the default) answers at once: a gunicorn sync worker waiting would serve nobody else.
+# Under gthread workers allow fewer waiters than threads (docs/deploy.md, "Long polls").
+GATE_LONG_POLL_WAITERS = env.int("GATE_LONG_POLL_WAITERS", default=0)
+# The longest wait a poller may ask for, and how often a waiter looks at the kept verdict.
+GATE_LONG_POLL_MAX_SECONDS = env.int("GATE_LONG_POLL_MAX_SECONDS", default=30)
+GATE_LONG_POLL_INTERVAL = env.float("GATE_LONG_POLL_INTERVAL", default=0.5)
 
 # --- single sign-on (OpenID Connect, apps/sso, docs/sso.md) ----------------------------------
 # Off unless OIDC_ISSUER is set: the provider's issuer URL, whose discovery document

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -16,6 +17,7 @@ from apps.releases.models import (
     StageTemplate,
     sha_validator,
 )
+from apps.rollouts import verdicts
 
 from .serializers_checks import CriterionSerializer
 
@@ -205,10 +207,26 @@ class BlockerSerializer(serializers.Serializer):
 
 class GateSerializer(serializers.Serializer):
     can_advance = serializers.BooleanField()
-    step = serializers.CharField()
+    step = serializers.CharField(allow_blank=True)
     stage = serializers.CharField(allow_null=True)
     status = serializers.CharField()
     blockers = BlockerSerializer(many=True)
+    version = serializers.IntegerField(help_text="Goes up when the answer changes (the ETag).")
+    computed_at = serializers.DateTimeField(help_text="When the gate was last evaluated.")
+
+
+class GateQuerySerializer(serializers.Serializer):
+    wait = serializers.IntegerField(
+        required=False,
+        min_value=0,
+        help_text="Long poll: seconds to wait for the verdict to change.",
+    )
+
+    def validate_wait(self, value: int) -> int:
+        longest = settings.GATE_LONG_POLL_MAX_SECONDS
+        if value > longest:
+            raise serializers.ValidationError(f"Wait at most {longest} seconds.")
+        return value
 
 
 class TrafficSerializer(serializers.Serializer):
@@ -251,11 +269,5 @@ class HealthSerializer(serializers.Serializer):
 
 
 def gate_payload(verdict: Any) -> dict[str, Any]:
-    """The gate endpoint's document for a verdict."""
-    return {
-        "can_advance": verdict.can_advance,
-        "step": verdict.step,
-        "stage": verdict.stage.name if verdict.stage else None,
-        "status": verdict.release.status,
-        "blockers": [b.as_dict() for b in verdict.blockers],
-    }
+    """The gate endpoint's document for a verdict (the same one the kept verdict stores)."""
+    return verdicts.document(verdict)

@@ -8,6 +8,8 @@ from typing import Any
 import django_filters
 from django.db import connections
 from django.db.models import Prefetch, QuerySet
+from django.utils import timezone
+from django.utils.http import parse_etags
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -21,7 +23,8 @@ from apps.core.scope import check_service, get_for
 from apps.jobs import heartbeat
 from apps.releases.choices import ReleaseStatus
 from apps.releases.models import Release, RolloutPlan, Service, StageTemplate
-from apps.rollouts import gate, inputs, transitions
+from apps.rollouts import inputs, transitions, verdicts
+from apps.rollouts.models import KeptVerdict
 from apps.rollouts.registration import register_release
 from rolloutdesk.celery import app as celery_app
 
@@ -171,24 +174,66 @@ class ReleaseViewSet(
     rollback = _transition_view("rollback")
     abort = _transition_view("abort")
 
-    @extend_schema(responses={200: s.GateSerializer})
+    def _kept(self) -> KeptVerdict:
+        """The release's kept verdict, if this caller may have the release (as get_object).
+
+        One query for the release's service and its kept row together: CI polls these two
+        endpoints, and a poll must cost a row read, not a gate evaluation.
+        """
+        release = get_for(
+            actor_for(self.request),
+            Release.objects.select_related("kept_verdict").only("pk", "service_id", *KEPT_FIELDS),
+            pk=self.kwargs["pk"],
+        )
+        kept = getattr(release, "kept_verdict", None)
+        if kept is None or kept.is_due(timezone.now()):
+            kept = verdicts.read(release.pk)
+        return kept
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "wait",
+                int,
+                description="Long poll: answer as soon as the verdict changes (from the "
+                "If-None-Match ETag, else from now), or after this many seconds (at most "
+                "GATE_LONG_POLL_MAX_SECONDS).",
+            )
+        ],
+        responses={200: s.GateSerializer, 304: None},
+    )
     @action(detail=True, methods=["get"])
     def gate(self, request: Request, pk: str | None = None) -> Response:
-        """May the release take its next step? The verdict and every blocker."""
-        return Response(s.gate_payload(gate.evaluate(self.get_object())))
+        """May the release take its next step? The verdict and every blocker, as kept (ETag:
+        send it back in If-None-Match for a 304; ?wait=30 to wait for a change)."""
+        query = s.GateQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        kept = self._kept()
+        seen = request.headers.get("If-None-Match", "")
+        wait = query.validated_data.get("wait", 0)
+        waited = ""
+        if wait and (not seen or etag_matches(seen, kept.etag)):
+            with verdicts.waiting_slot() as may_wait:
+                if may_wait:
+                    kept = verdicts.wait_for_change(kept.release_id, kept.version, wait) or kept
+                    waited = "waited"
+                else:
+                    waited = "unavailable"  # every waiting slot taken: answer now
+        response = conditional(
+            request,
+            kept,
+            lambda: {**kept.payload, "version": kept.version, "computed_at": kept.computed_at},
+        )
+        if waited:
+            response["X-Gate-Wait"] = waited
+        return response
 
-    @extend_schema(responses={200: s.TrafficSerializer})
+    @extend_schema(responses={200: s.TrafficSerializer, 304: None})
     @action(detail=True, methods=["get"])
     def traffic(self, request: Request, pk: str | None = None) -> Response:
-        """The percentage of traffic the release should serve now."""
-        release = self.get_object()
-        return Response(
-            {
-                "percentage": release.traffic_percentage,
-                "status": release.status,
-                "stage": release.current_stage.name if release.current_stage else None,
-            }
-        )
+        """The percentage of traffic the release should serve now (ETag / If-None-Match)."""
+        kept = self._kept()
+        return conditional(request, kept, lambda: kept.traffic)
 
     @extend_schema(
         parameters=[OpenApiParameter("unit", str, required=True, description="User or org id")],
@@ -203,6 +248,32 @@ class ReleaseViewSet(
         unit = query.validated_data["unit"]
         variant, percentage = release.bucket(unit)
         return Response({"variant": variant, "percentage": percentage, "unit": unit})
+
+
+KEPT_FIELDS = [
+    f"kept_verdict__{f.name}" for f in KeptVerdict._meta.concrete_fields if f.name != "release"
+]
+
+
+def etag_matches(header: str, etag: str) -> bool:
+    """Whether an If-None-Match header names this ETag (weak or strong, or "*")."""
+    return etag in parse_etags(header) or f"W/{etag}" in parse_etags(header) or header == "*"
+
+
+def conditional(request: Request, kept: KeptVerdict, body: Any) -> Response:
+    """304 when the caller's If-None-Match holds the kept verdict's ETag, else 200 with `body()`.
+
+    Cache-Control no-cache: a cache may keep the answer but must ask again each time, and the
+    ETag makes that question cheap (rolloutdesk reads a row, sends no body).
+    """
+    seen = request.headers.get("If-None-Match", "")
+    if seen and etag_matches(seen, kept.etag):
+        response = Response(status=status.HTTP_304_NOT_MODIFIED)
+    else:
+        response = Response(body())
+    response["ETag"] = kept.etag
+    response["Cache-Control"] = "no-cache"
+    return response
 
 
 def broker_status(timeout: float = 2.0) -> str:

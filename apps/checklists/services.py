@@ -12,6 +12,7 @@ from django.db.models import Prefetch, QuerySet
 from django.utils import timezone
 
 from apps.core.actors import Actor, ActorKind
+from apps.releases import gate_inputs
 from apps.releases.choices import EventVerb
 from apps.releases.models import Event, Release
 
@@ -221,6 +222,7 @@ def set_item_state(
         )
         change.stamp(actor)
         change.save()
+        gate_inputs.changed(releases=[checklist.release_id])
         if previous != locked.state:
             Event.record(
                 checklist.release,

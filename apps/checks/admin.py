@@ -13,6 +13,7 @@ from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
+from apps.releases import gate_inputs
 from apps.releases.admin import RolloutPlanAdmin
 
 from .backtest import backtest, describe
@@ -25,6 +26,25 @@ from .models import (
     MetricSource,
     StageCriteria,
 )
+
+
+class RecomputesGates:
+    """Admin of criteria or stage minimums: a save or delete recomputes every unfinished
+    release's kept gate verdict (apps.releases.gate_inputs); edits are rare, and a criterion
+    may watch the releases of any plan."""
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)  # type: ignore[misc]
+        gate_inputs.changed(every_service=True)
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        super().delete_model(request, obj)  # type: ignore[misc]
+        gate_inputs.changed(every_service=True)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        super().delete_queryset(request, queryset)  # type: ignore[misc]
+        gate_inputs.changed(every_service=True)
+
 
 CRITERION_FIELDS = [
     "metric",
@@ -125,7 +145,7 @@ class StageCriterionInline(PlanCriterionInline):
 
 
 @admin.register(StageCriteria)
-class StageCriteriaAdmin(admin.ModelAdmin):
+class StageCriteriaAdmin(RecomputesGates, admin.ModelAdmin):
     """Each stage of each plan, with the criteria that watch only it."""
 
     list_display = ["plan", "position", "name", "traffic_percentage", "min_requests", "criteria"]
@@ -151,7 +171,7 @@ class StageCriteriaAdmin(admin.ModelAdmin):
 
 
 @admin.register(MetricCriterion)
-class MetricCriterionAdmin(admin.ModelAdmin):
+class MetricCriterionAdmin(RecomputesGates, admin.ModelAdmin):
     """Every criterion; "Backtest" replays the form's rule over past releases before saving."""
 
     change_form_template = "admin/checks/metriccriterion/change_form.html"

@@ -18,6 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.jobs.runner import Run
+from apps.releases import gate_inputs
 from apps.releases.models import Release
 
 from . import claims, measuring, selection, streaks
@@ -105,7 +106,27 @@ def evaluate_releases(
         # evaluated for each row, which made this write grow with the square of the releases.
         for verdict, ids in by_verdict.items():
             CheckRun.objects.filter(pk__in=ids).update(verdict=verdict, finished_at=finished)
+        moved, same = _standings_moved(outcomes, previous)
+        gate_inputs.changed(releases=moved, measured=same)
     return outcomes
+
+
+def _standings_moved(
+    outcomes: list[Outcome], previous: dict[tuple[int, int], CheckResult]
+) -> tuple[set[int], set[int]]:
+    """The releases whose gate the new results may change (a result, or the one before it,
+    other than a pass), and those where a pass only followed a pass."""
+    moved, same = set(), set()
+    for outcome in outcomes:
+        release_id = outcome.release.pk
+        for result in outcome.results:
+            before = previous.get((release_id, result.criterion_id))
+            if result.verdict != Verdict.PASS or before is None or before.verdict != Verdict.PASS:
+                moved.add(release_id)
+                break
+        else:
+            same.add(release_id)
+    return moved, same
 
 
 def _outcome(

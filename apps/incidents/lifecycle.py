@@ -18,6 +18,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.core.actors import Actor, ActorKind
+from apps.releases import gate_inputs
 from apps.releases.models import Release, Service
 
 from . import escalation, notify, routing
@@ -121,6 +122,8 @@ def _run(
             )
         event = apply(locked, timezone.now())
         notify.announce(event)
+        # The incident holds (or stops holding) every rollout of its service.
+        gate_inputs.changed(services=[locked.service_id])
     incident.refresh_from_db()
     return incident
 
@@ -223,6 +226,7 @@ def update(
             notify.announce(
                 IncidentEvent.record(locked, IncidentVerb.UPDATED, actor, reason=reason, data=diff)
             )
+            gate_inputs.changed(services=[locked.service_id])
     incident.refresh_from_db()
     return incident
 
@@ -324,6 +328,7 @@ def open_incident(
         )
         notify.announce(event, routing=service_routing)
         escalation.escalate(incident, now)
+        gate_inputs.changed(services=[incident.service_id])
     return incident
 
 
@@ -422,6 +427,8 @@ def _triggered_again(
         IncidentEvent.record(
             locked, IncidentVerb.TRIGGERED_AGAIN, actor, reason=description, data=data
         )
+        if "severity" in data:
+            gate_inputs.changed(services=[locked.service_id])
     return locked
 
 

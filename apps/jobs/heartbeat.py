@@ -23,7 +23,7 @@ from .models import JobRun, RunOutcome
 # The jobs each beat entry runs, by the name their runs are recorded under. A beat entry added
 # to CELERY_BEAT_SCHEDULE must be listed here (a test checks it), or its job has no heartbeat.
 BEAT_JOBS: dict[str, tuple[str, ...]] = {
-    "rollouts-tick": ("rollouts.checks", "rollouts.auto_advance"),
+    "rollouts-tick": ("rollouts.checks", "rollouts.verdicts", "rollouts.auto_advance"),
     "checks-purge-samples": ("checks.purge_samples",),
     "signoffs-sweep": ("signoffs.request", "signoffs.remind"),
     "incidents-escalate": ("incidents.escalate",),

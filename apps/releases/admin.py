@@ -12,6 +12,7 @@ from django.contrib import admin
 from django.db.models import Count, Prefetch, Q, QuerySet
 from django.http import HttpRequest
 
+from . import gate_inputs
 from .choices import ReleaseStatus
 from .models import Environment, Event, RolloutPlan, Service, StageTemplate
 
@@ -98,6 +99,12 @@ class RolloutPlanAdmin(admin.ModelAdmin):
     @admin.display(description="Releases", ordering="release_total")
     def release_count(self, obj: RolloutPlan) -> int:
         return obj.release_total
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        # The plan's criteria (inlines of other apps) watch its running releases' stages.
+        unfinished = form.instance.releases.exclude(status__in=ReleaseStatus.finished())
+        gate_inputs.changed(releases=unfinished.values_list("pk", flat=True))
 
 
 @admin.register(Event)

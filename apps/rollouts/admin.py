@@ -20,6 +20,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from apps.core.actors import Actor
+from apps.releases import gate_inputs
 from apps.releases.choices import EventVerb, ReleaseStatus
 from apps.releases.models import Event, Release, Stage
 from apps.signoffs.services import change_commit
@@ -311,6 +312,7 @@ class ReleaseAdmin(admin.ModelAdmin):
             # changed since this request read the row.
             obj.save(update_fields=[*changed, "updated_at"])
             Event.record(obj, EventVerb.UPDATED, actor, data={"fields": changed})
+            gate_inputs.changed(releases=[obj.pk])  # e.g. its author, whom sign-offs compare
             return
         data = form.cleaned_data
         release, created = register_release(

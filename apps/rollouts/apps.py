@@ -10,10 +10,16 @@ class RolloutsConfig(AppConfig):
     def ready(self) -> None:
         from apps.releases import gate_checks
 
-        from . import messages  # noqa: F401 (declares this app's emails to the outbox)
+        from . import (
+            messages,  # noqa: F401 (declares this app's emails to the outbox)
+            verdicts,
+        )
         from .gate import check_soak, check_status
         from .gate_running import check_running_release
 
         gate_checks.register("status", check_status)
         gate_checks.register("running_release", check_running_release)
         gate_checks.register("soak", check_soak)
+        # Whatever changes a gate input asks (apps.releases.gate_inputs) to recompute the kept
+        # verdicts: the feature apps call it without importing rollouts.
+        verdicts.install()

@@ -7,6 +7,7 @@ from typing import Any
 from django.db import transaction
 
 from apps.checklists.services import snapshot_checklists
+from apps.releases import gate_inputs
 from apps.releases.models import Release
 from apps.releases.services import create_release
 from apps.signoffs.services import attach_rules
@@ -23,4 +24,5 @@ def register_release(**fields: Any) -> tuple[Release, bool]:
         if created:
             snapshot_checklists(release)
             attach_rules(release)
+            gate_inputs.changed(releases=[release.pk])
     return release, created

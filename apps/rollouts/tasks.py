@@ -10,6 +10,7 @@ from apps.signoffs import asking
 
 from .breach_response import run_checks
 from .ticks import auto_advance_due, request_signoffs_when_ready
+from .verdicts import refresh_due
 
 logger = logging.getLogger(__name__)
 
@@ -27,8 +28,11 @@ def tick() -> dict[str, int]:
         checked.rolled_back,
         checked.notified,
     )
+    # What time alone changed (soaks ending, freezes, sign-offs lapsing): only the rows due.
+    recomputed = refresh_due()
     report = auto_advance_due()
     return {
+        "verdicts_recomputed": recomputed,
         "examined": report.examined,
         "advanced": len(report.advanced),
         "held": report.held,

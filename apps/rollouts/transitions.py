@@ -16,6 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.core.actors import Actor, ActorKind
+from apps.releases import gate_inputs
 from apps.releases.choices import EventVerb, ReleaseStatus, StageStatus
 from apps.releases.models import Event, Release, Service, Stage
 
@@ -143,6 +144,9 @@ def _run(
         events = apply(locked, timezone.now())
         # The emails are rows of this transaction: they go out if and only if the step holds.
         tell_transitions(locked, events)
+        # Every transition, whichever it is: its own gate and the gates of the service's other
+        # unfinished releases (one running release per environment) are recomputed on commit.
+        gate_inputs.changed(releases=[locked.pk], services=[locked.service_id])
     release.refresh_from_db()
     return release
 

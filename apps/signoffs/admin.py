@@ -11,6 +11,7 @@ from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 from django.utils import timezone
 
+from apps.releases import gate_inputs
 from apps.releases.admin import RolloutPlanAdmin
 from apps.releases.models import StageTemplate
 
@@ -205,6 +206,20 @@ class FreezeWindowAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[FreezeWindow]:
         return super().get_queryset(request).prefetch_related("services", "environments")
+
+    # A window may cover every service: each save or delete recomputes every unfinished
+    # release's gate (freezes are edited rarely; the tick handles their starts and ends).
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        gate_inputs.changed(every_service=True)
+
+    def delete_model(self, request: HttpRequest, obj: FreezeWindow) -> None:
+        super().delete_model(request, obj)
+        gate_inputs.changed(every_service=True)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[FreezeWindow]) -> None:
+        super().delete_queryset(request, queryset)
+        gate_inputs.changed(every_service=True)
 
     @admin.display(description="When")
     def schedule(self, obj: FreezeWindow) -> str:

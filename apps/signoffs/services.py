@@ -20,6 +20,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apps.core.actors import Actor
+from apps.releases import gate_inputs
 from apps.releases.choices import BlockerKind, EventVerb, ReleaseStatus
 from apps.releases.models import Event, Release, Stage, sha_validator
 
@@ -360,6 +361,7 @@ def sign(
         decided = _record_decision(before, after, actor)
         _tell(locked, [event, decided])
         channels.changed(locked, before.gate.key, because=f"event-{event.pk}")
+        gate_inputs.changed(releases=[locked.pk])
     return signoff
 
 
@@ -392,6 +394,7 @@ def withdraw(release: Release, *, user: Any, now: datetime | None = None) -> Sig
             decided = _record_decision(before, gate_status(locked, now=now), actor)
         _tell(locked, [event, decided])
         channels.changed(locked, signoff.gate_key, because=f"event-{event.pk}")
+        gate_inputs.changed(releases=[locked.pk])
     return signoff
 
 
@@ -449,6 +452,8 @@ def change_commit(
             stage=locked.current_stage,
             data={"from": old, "to": commit_sha},
         )
+        # The sign-offs' gate key names the artifact: the old ones stop counting.
+        gate_inputs.changed(releases=[locked.pk])
         lapsing = list(
             SignOff.objects.standing().filter(release=locked).select_related("signer", "stage")
         )

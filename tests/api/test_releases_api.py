@@ -74,12 +74,14 @@ def test_service_without_plan_is_a_400_naming_plan(api, service, production):
 def test_full_ci_flow(api, service, production):
     release_id = register(api).json()["id"]
     base = f"/api/v1/releases/{release_id}"
-    assert api.get(f"{base}/gate/").json() == {
+    first = api.get(f"{base}/gate/").json()
+    assert first.pop("computed_at") and first == {
         "can_advance": True,
         "step": "start",
         "stage": None,
         "status": "planned",
         "blockers": [],
+        "version": 1,
     }
     started = api.post(f"{base}/start/", {"reason": "pipeline 88"}, format="json")
     assert started.status_code == 200 and started.json()["stage"] == "canary"

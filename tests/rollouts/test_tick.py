@@ -38,7 +38,13 @@ def test_tick_advances_only_auto_stages_whose_soak_is_over(service, production):
             transitions.start(release, actor=system)
         transitions.pause(p, actor=system)
 
-        assert tick() == {"examined": 0, "advanced": 0, "held": 0, "skipped": 0}
+        assert tick() == {
+            "verdicts_recomputed": 0,
+            "examined": 0,
+            "advanced": 0,
+            "held": 0,
+            "skipped": 0,
+        }
         clock.shift(timedelta(hours=2, minutes=1))
         assert tick()["advanced"] == 1
         a.refresh_from_db()

@@ -35,6 +35,7 @@ from apps.incidents.models import (
     OnCallRotation,
     RoutingRule,
 )
+from apps.releases import gate_inputs
 from apps.releases.models import Environment, RolloutPlan, Service, StageTemplate
 from apps.signoffs.models import FreezeWindow, SignOffRule
 
@@ -635,6 +636,10 @@ def apply(document: Any, *, actor: Actor, dry_run: bool = False, allow_sql: bool
             raise ConfigError(applier.errors)
         if dry_run:
             transaction.set_rollback(True)
+        elif applier.changes:
+            # Criteria, stage minimums, freeze windows, sign-off rules may all hold running
+            # releases: every unfinished release's kept gate verdict is recomputed on commit.
+            gate_inputs.changed(every_service=True)
     return Result(changes=applier.changes, applied=not dry_run and bool(applier.changes))
 
 

@@ -26,6 +26,8 @@ from apps.checklists.models import ChecklistItem
 from apps.checklists.services import ChecklistError, set_item_state
 from apps.checks.choices import BadDirection, MetricKind, Variant
 from apps.checks.models import MetricCriterion, MetricDefinition, Sample
+from apps.configuration.apply import apply
+from apps.configuration.export import export
 from apps.core.actors import Actor
 from apps.incidents import lifecycle
 from apps.incidents.choices import IncidentStatus, Severity
@@ -358,5 +360,20 @@ def test_a_freeze_saved_in_the_admin_recomputes_every_gate(service, production, 
     }
     response = run(client.post, "/admin/signoffs/freezewindow/add/", form)
     assert response.status_code == 302, response.content[:2000]
+    kept = KeptVerdict.objects.get(pk=release.pk)
+    assert [b["kind"] for b in kept.payload["blockers"]] == ["freeze"]
+
+
+def test_a_configuration_applied_recomputes_every_gate(service, production, run):
+    plan = PlanFactory(slug="plain", stages=[("canary", 5, timedelta(0), False)])
+    release = run(make_release, service=service, environment=production, plan=plan)
+    now = timezone.now()
+    FreezeWindow.objects.create(
+        name="Year end", starts_at=now + timedelta(days=20), ends_at=now + timedelta(days=22)
+    )
+    document = export()
+    (window,) = document["freeze_windows"]
+    window["starts_at"] = (now - timedelta(hours=1)).isoformat()
+    run(apply, document, actor=SYSTEM)
     kept = KeptVerdict.objects.get(pk=release.pk)
     assert [b["kind"] for b in kept.payload["blockers"]] == ["freeze"]

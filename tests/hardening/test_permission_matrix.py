@@ -174,6 +174,13 @@ API: list[Call] = [
     ],
     Call("POST", "/api/v1/hooks/alertmanager/", lambda w: "/api/v1/hooks/alertmanager/",
          frozenset({OWN, OTHER}), lambda w: {"version": "4", "alerts": []}),
+    # Runbook import: release managers, and a token for its own service.
+    *[
+        Call("POST", f"/api/v1/runbooks/{name}/", lambda w, name=name: f"/api/v1/runbooks/{name}",
+             frozenset({MANAGER, ROOT, OWN}),
+             lambda w: {"runbook": "# R\n- [ ] Tests pass\n", "service": "ai-orchestra"})
+        for name in ("preview", "import")
+    ],
 ]  # fmt: skip
 
 

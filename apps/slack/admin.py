@@ -24,13 +24,20 @@ class SlackMessageAdmin(admin.ModelAdmin):
     list_filter = ["kind", "status"]
     actions = ["send_again"]
 
+    # The record of what was sent is kept as it is, like the email outbox's.
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
 
-    @admin.action(description="Send again")
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_resend_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("outbox.resend_message")
+
+    @admin.action(description="Send again", permissions=["resend"])
     def send_again(self, request: HttpRequest, queryset: QuerySet[SlackMessage]) -> None:
         ids = outbox.resend(queryset)
         self.message_user(request, f"{len(ids)} Slack call(s) queued again.")
@@ -40,7 +47,11 @@ class SlackMessageAdmin(admin.ModelAdmin):
 class SlackInteractionAdmin(admin.ModelAdmin):
     list_display = ["received_at", "slack_user", "user", "action", "outcome"]
 
+    # Each row is what stops a replay of its request: never edited, never deleted here.
     def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:

@@ -342,6 +342,7 @@ ADMIN_ACTIONS = {
                        ROOT: {"resend_all", "resend_failed", "delete"}},
     "reports.ReportDelivery": {MANAGER: {"resend"}, ROOT: {"resend", "delete"}},
     "reports.ReportSubscription": {r: {"send_now", "delete"} for r in (MANAGER, ROOT)},
+    "slack.SlackMessage": {ROOT: {"send_again"}},
 }  # fmt: skip
 # Whatever else an admin offers is deletion, for those who may delete that model.
 APPEND_ONLY = ["releases.Event", "incidents.IncidentEvent", "checks.CheckRun", "checks.CheckResult"]

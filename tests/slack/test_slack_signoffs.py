@@ -271,3 +271,25 @@ def test_a_sign_off_on_the_page_updates_the_post_too(
     shown = slack.messages[(post.posted_channel, post.ts)]["blocks"]
     assert "paul" not in texts(shown) and "signoff_go" in action_ids(shown)
     assert len(slack.of("chat.update")) == 2
+
+
+def test_send_again_from_the_admin_posts_a_failed_request(
+    slack, canary_on_slack, running, erin, paul, django_capture_on_commit_callbacks
+) -> None:
+    from django.contrib.auth import get_user_model
+
+    slack.fail_with = "ratelimited"
+    post = ask(running, django_capture_on_commit_callbacks)
+    slack.fail_with = ""
+    root = get_user_model().objects.create_superuser("root", "root@example.com", "pw-root-12345")
+    admin = Client()
+    admin.force_login(root)
+    with django_capture_on_commit_callbacks(execute=True):
+        answer = admin.post(
+            "/admin/slack/slackmessage/",
+            {"action": "send_again", "_selected_action": [post.pk]},
+        )
+    assert answer.status_code == 302
+    post.refresh_from_db()
+    assert post.status == DeliveryStatus.SENT and post.ts
+    assert len(slack.of("chat.postMessage")) == 2  # the refused attempt and this one

@@ -80,6 +80,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
+    # While single sign-on is on, the provider's origin may end a form (CSP form-action).
+    "apps.sso.middleware.FormActionMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # NUL in a query-string or form value, a body over the limit: 400 / 413 naming it.
     "apps.core.middleware.BadInputMiddleware",

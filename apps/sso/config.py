@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
@@ -76,6 +77,27 @@ def metadata(*, refresh: bool = False) -> dict[str, Any]:
             )
         _cached.update(document=document, at=time.monotonic(), issuer_configured=issuer())
         return document
+
+
+def known_metadata() -> dict[str, Any]:
+    """The discovery document if this process has read it already ({} if not): never fetches."""
+    with _lock:
+        if _cached.get("issuer_configured") != issuer():
+            return {}
+        return dict(_cached.get("document") or {})
+
+
+def origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
+
+
+def form_targets() -> list[str]:
+    """The provider's origins a form of ours ends at: signing in (a GET form redirected to the
+    authorization endpoint) and signing out (a POST redirected to the end-session endpoint)."""
+    document = known_metadata()
+    urls = [issuer(), document.get("authorization_endpoint"), document.get("end_session_endpoint")]
+    return sorted({origin(u) for u in urls if u and origin(u)})
 
 
 def forget() -> None:

@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 import flask
 from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector
 from authlib.integrations.flask_oauth2 import current_token as bearer
+from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6750 import BearerTokenValidator
 from authlib.oauth2.rfc7636 import CodeChallenge
@@ -279,9 +280,14 @@ def build_app(provider: Provider) -> flask.Flask:
         provider.authorize_requests.append(dict(flask.request.args))
         if provider.signed_in_as is None:
             return "Sign in at the provider first", 401
-        return server.create_authorization_response(
-            grant_user=provider.people[provider.signed_in_as]
-        )
+        person = provider.people[provider.signed_in_as]
+        try:
+            # The grant validated first (client, redirect URI, PKCE challenge), as a consent
+            # page would before asking the person.
+            grant = server.get_consent_grant(end_user=person)
+        except OAuth2Error as error:
+            return flask.jsonify({"error": error.error, "description": error.description}), 400
+        return server.create_authorization_response(grant_user=person, grant=grant)
 
     @app.post("/token")
     def token() -> Any:

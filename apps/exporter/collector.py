@@ -37,14 +37,13 @@ from apps.outbox.engine import BOXES
 from apps.releases.choices import BlockerKind, ReleaseStatus
 from apps.releases.models import Release
 from apps.reports.models import ReportDelivery
-from apps.rollouts import gate
+from apps.rollouts.models import GateState
 from apps.signoffs.asking import pending_for
 from apps.signoffs.models import SignOffRequest
 
 PREFIX = "rolloutdesk_"
 # Outgoing rows worth counting: sent and skipped ones only grow and say nothing about trouble.
 UNSENT = [DeliveryStatus.PENDING, DeliveryStatus.FAILED]
-LIGHTS = ("green", "amber", "red")
 
 
 def window() -> timedelta:
@@ -58,32 +57,38 @@ def releases(now: datetime) -> Iterator[Metric]:
     for status in ReleaseStatus.values:
         family.add_metric([status], counts.get(status, 0))
     yield family
-    # The gate of each active release, evaluated as the API's gate endpoint and the dashboard
-    # evaluate it (apps.rollouts.gate): one evaluation per active release, the only figure whose
-    # cost grows with rows; finished releases are not evaluated.
-    lights: dict[str, int] = defaultdict(int)
-    blockers: dict[str, int] = defaultdict(int)
-    for release in Release.objects.active().select_related("service", "environment"):
-        verdict = gate.evaluate(release, now=now)
-        lights[verdict.light] += 1
-        for kind in {blocker.kind for blocker in verdict.blockers}:
-            blockers[kind] += 1
+    # The gate of each active release as its kept verdict (apps/rollouts/verdicts.py) last
+    # answered it: read, never recomputed here (the tick recomputes those due), so a scrape
+    # costs the same with ten or ten thousand releases running. No kept verdict yet: "unknown".
+    rows = (
+        Release.objects.active()
+        .order_by()
+        .values_list("kept_verdict__state", "kept_verdict__top_kind")
+        .annotate(n=Count("id"))
+    )
+    states: dict[str, int] = defaultdict(int)
+    held: dict[str, int] = defaultdict(int)
+    for state, kind, n in rows:
+        states[state or "unknown"] += n
+        if kind:
+            held[kind] += n
     gates = GaugeMetricFamily(
         PREFIX + "release_gates",
-        "Active (in progress or paused) releases by the light of their gate: green (open), "
-        "amber (only waiting for time, a tick or a signature), red (held).",
+        "Active (in progress or paused) releases by the state of their gate: green (open), "
+        "amber (only waiting for time, a tick or a signature), red (held), unknown (not kept "
+        "yet).",
         labels=["state"],
     )
-    for state in LIGHTS:
-        gates.add_metric([state], lights.get(state, 0))
+    for state in [*GateState.values, "unknown"]:
+        gates.add_metric([state], states.get(state, 0))
     yield gates
     kinds = GaugeMetricFamily(
-        PREFIX + "release_gate_blockers",
-        "Active releases whose gate has at least one blocker of the kind.",
+        PREFIX + "release_gates_held_by",
+        "Active releases whose gate is not open, by the kind of their most important blocker.",
         labels=["kind"],
     )
     for kind in BlockerKind.values:
-        kinds.add_metric([kind], blockers.get(kind, 0))
+        kinds.add_metric([kind], held.get(kind, 0))
     yield kinds
 
 

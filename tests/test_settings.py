@@ -49,3 +49,34 @@ def test_production_refuses_to_start_without_a_secret_key(tmp_path: Path) -> Non
     result = manage(["check"], {"DEBUG": "false", "SECRET_KEY": ""}, tmp_path)
     assert result.returncode != 0
     assert "Set the SECRET_KEY environment variable" in result.stderr
+
+
+def _refused(env: dict[str, str], tmp_path: Path) -> str:
+    result = manage(["check"], {"DEBUG": "true", **env}, tmp_path)
+    assert result.returncode != 0
+    return result.stderr
+
+
+def test_single_sign_on_settings_that_cannot_work_stop_the_start(tmp_path: Path) -> None:
+    # Password sign-in off with no provider: nobody could sign in.
+    assert "SSO_PASSWORD_LOGIN=false needs single sign-on" in _refused(
+        {"SSO_PASSWORD_LOGIN": "false"}, tmp_path
+    )
+    assert "set OIDC_CLIENT_ID and OIDC_CLIENT_SECRET" in _refused(
+        {"OIDC_ISSUER": "https://idp.example.com"}, tmp_path
+    )
+    assert "OIDC_GROUP_MAP entry 'rd-approvers' is not" in _refused(
+        {"OIDC_GROUP_MAP": "rd-rm=Release managers;rd-approvers"}, tmp_path
+    )
+
+
+def test_slack_needs_both_its_token_and_its_signing_secret(tmp_path: Path) -> None:
+    assert "need both SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET" in _refused(
+        {"SLACK_BOT_TOKEN": "xoxb-1"}, tmp_path
+    )
+    ok = manage(
+        ["check"],
+        {"DEBUG": "true", "SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s"},
+        tmp_path,
+    )
+    assert ok.returncode == 0, ok.stderr

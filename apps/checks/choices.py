@@ -47,6 +47,12 @@ class SignificanceTest(models.TextChoices):
     MANN_WHITNEY = "mann-whitney", "Mann-Whitney U (sample values)"
 
 
+class TestMethod(models.TextChoices):
+    # How a relative criterion's significance test is read (docs/metric-checks.md).
+    SEQUENTIAL = "sequential", "Sequential (always valid: checked every minute, error ≤ alpha)"
+    FIXED = "fixed", "Fixed horizon (one judgment over the window; repeated looks inflate alarms)"
+
+
 class CriticalAction(models.TextChoices):
     NOTIFY = "notify", "Notify"
     PAUSE = "pause", "Pause the release"
@@ -73,6 +79,8 @@ class Level(models.TextChoices):
     WARNING = "warning", "Warning threshold crossed"
     CRITICAL = "critical", "Critical threshold crossed"
     NO_DATA = "no_data", "No or too few data"
+    # A success criterion whose improvement is not significant yet: it waits, it never warns.
+    PENDING = "pending", "Not yet significant"
     ERROR = "error", "Source failed"
 
 

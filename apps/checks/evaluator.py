@@ -24,9 +24,12 @@ from .choices import (
     MetricKind,
     Reference,
     SignificanceTest,
+    TestMethod,
     Tolerance,
     Verdict,
 )
+from .sequential import MIN_VALUES, Difference, mean_difference, rate_difference, samples_needed
+from .sequential import test as sequential_test
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class Stats:
     total: float = 0.0
     weighted: float = 0.0  # sum of value * count over samples that have a count
     weight: float = 0.0  # sum of count
+    squares: float = 0.0  # sum of value² (a mean's variance, for the sequential test)
     maximum: float | None = None
     minimum: float | None = None
 
@@ -58,6 +62,7 @@ class Stats:
                 total=p.value,
                 weighted=p.value * p.count if p.count is not None else 0.0,
                 weight=p.count or 0.0,
+                squares=p.value * p.value,
                 maximum=p.value,
                 minimum=p.value,
             )
@@ -72,6 +77,7 @@ class Stats:
             total=self.total + other.total,
             weighted=self.weighted + other.weighted,
             weight=self.weight + other.weight,
+            squares=self.squares + other.squares,
             maximum=pick(self.maximum, other.maximum, max),
             minimum=pick(self.minimum, other.minimum, min),
         )
@@ -105,10 +111,32 @@ class Rule:
     alpha: float = 0.05
     consecutive: int = 1
     inconclusive_limit: int = 5
+    method: str = TestMethod.FIXED
+    minimum_effect: float | None = None  # in the tolerance's units (%, or metric units)
+    success: bool = False
 
     @property
     def window(self) -> timedelta:
         return max(self.for_window, self.interval)
+
+    @property
+    def sequential(self) -> bool:
+        """Judged by the always-valid test on everything since the stage began (a success
+        criterion always is)."""
+        if self.reference == Reference.ABSOLUTE:
+            return False
+        return self.success or (
+            self.method == TestMethod.SEQUENTIAL and self.test != SignificanceTest.NONE
+        )
+
+    @property
+    def effect(self) -> float | None:
+        """The smallest difference worth acting on: the minimum effect, else the smallest
+        positive threshold."""
+        if self.minimum_effect is not None and self.minimum_effect > 0:
+            return self.minimum_effect
+        positive = [t for t in (self.warning, self.critical) if t is not None and t > 0]
+        return min(positive) if positive else None
 
     @property
     def intervals(self) -> int:
@@ -127,6 +155,7 @@ class Evaluation:
     delta: float | None = None
     p_value: float | None = None
     detail: str = ""
+    more_needed: int | None = None  # sequential: samples more to decide on the minimum effect
 
 
 @dataclass(frozen=True)
@@ -330,6 +359,8 @@ def evaluate_relative(
         )
     t_value, r_value = treatment.value(rule.kind), reference.value(rule.kind)
     delta = worse_by(t_value, r_value, rule)
+    if rule.sequential:
+        return evaluate_sequential(treatment, reference, rule, delta=delta)
     level, threshold = breach_level(delta, rule)
     p_value = None
     detail = ""
@@ -361,6 +392,150 @@ def evaluate_relative(
     )
 
 
+def difference(treatment: Stats, reference: Stats, rule: Rule, sign: float) -> Difference | None:
+    """The difference the sequential test reads: rates from counts, means from values."""
+    if rule.kind == MetricKind.RATIO and treatment.weight > 0 and reference.weight > 0:
+        return rate_difference(
+            treatment.weighted, treatment.weight, reference.weighted, reference.weight, sign
+        )
+    if min(treatment.n, reference.n) < MIN_VALUES:
+        return None
+    return mean_difference(
+        treatment.n,
+        treatment.total,
+        treatment.squares,
+        reference.n,
+        reference.total,
+        reference.squares,
+        sign,
+    )
+
+
+def effect_in_units(rule: Rule, base: float) -> float | None:
+    """The rule's minimum effect in metric units (a relative one is a share of the reference);
+    without one, 10 % of the reference."""
+    effect = rule.effect
+    if rule.tolerance == Tolerance.ABSOLUTE and effect is not None:
+        return effect
+    share = (effect if effect is not None else 10.0) / 100
+    return share * base if base > 0 else None
+
+
+def evaluate_sequential(
+    treatment: Stats, reference: Stats, rule: Rule, *, delta: float
+) -> Evaluation:
+    """The always-valid one-sided test on everything since the stage began.
+
+    A guardrail breaches when the release is significantly worse (at alpha, however often this
+    is looked at) and worse by at least the minimum effect; the thresholds then give the level.
+    A success criterion passes when it is significantly better by at least the minimum effect,
+    and is PENDING until then. `more_needed` is the power figure: for a guardrail, the samples
+    a regression of exactly the minimum effect would need from here to be caught; for a success
+    criterion, the samples today's improvement (at least the minimum effect) needs to be proven.
+    """
+    name = "control" if rule.reference == Reference.CONTROL else "baseline"
+    t_value, r_value = treatment.value(rule.kind), reference.value(rule.kind)
+    bad = 1.0 if rule.bad_direction == BadDirection.HIGHER else -1.0
+    sign = -bad if rule.success else bad
+    diff = difference(treatment, reference, rule, sign)
+    samples = int(treatment.weight) if rule.kind == MetricKind.RATIO else treatment.n
+    common = {"value": t_value, "reference_value": r_value, "delta": delta, "samples": samples}
+    if diff is None:
+        needs = (
+            "request counts on both sides"
+            if rule.kind == MetricKind.RATIO
+            else f"{MIN_VALUES} values on each side"
+        )
+        level = Level.PENDING if rule.success else Level.NO_DATA
+        return Evaluation(level, detail=f"The sequential test needs {needs}.", **common)
+    unit_effect = effect_in_units(rule, diff.base)
+    if unit_effect is None:
+        # A relative effect of a reference at zero: no scale to test against yet.
+        level = Level.PENDING if rule.success else Level.OK
+        return Evaluation(level, detail=f"The {name} is at zero: nothing to compare yet.", **common)
+    result = sequential_test(diff, tau=unit_effect, alpha=rule.alpha)
+    large_enough = diff.estimate >= unit_effect
+    effect_text = _effect_text(rule)
+    if rule.success:
+        if result.significant and large_enough:
+            return Evaluation(
+                Level.OK,
+                p_value=result.p_value,
+                more_needed=0,
+                detail=f"Significantly better than {name} (p = {result.p_value:.3g}).",
+                **common,
+            )
+        if result.significant:
+            # Significant, but smaller than the minimum effect: more data will not change that.
+            more = None
+            what = f"significantly better, but by less than {effect_text}"
+        else:
+            more = samples_needed(
+                diff, tau=unit_effect, alpha=rule.alpha, effect=max(unit_effect, diff.estimate)
+            )
+            what = "not yet significant"
+        return Evaluation(
+            Level.PENDING,
+            p_value=result.p_value,
+            more_needed=more,
+            detail=f"{what.capitalize()}: {_count(samples, rule)}, p = {result.p_value:.3g}"
+            + _more_text(more, rule),
+            **common,
+        )
+    if result.significant and large_enough:
+        level, threshold = breach_level(delta, rule)
+        detail = (
+            f"Significantly worse than {name} (p = {result.p_value:.3g}), but within the "
+            "thresholds."
+            if level == Level.OK
+            else f"Significantly worse than {name} (always-valid p = {result.p_value:.3g})."
+        )
+        return Evaluation(
+            level,
+            p_value=result.p_value,
+            threshold=threshold,
+            detail=detail,
+            more_needed=0,
+            **common,
+        )
+    if result.significant:
+        return Evaluation(
+            Level.OK,
+            p_value=result.p_value,
+            more_needed=0,
+            detail=f"Significantly worse than {name}, but by less than {effect_text}.",
+            **common,
+        )
+    more = samples_needed(diff, tau=unit_effect, alpha=rule.alpha, effect=unit_effect)
+    detail = f"Not significantly worse than {name} (always-valid p = {result.p_value:.3g})"
+    if more:
+        detail += f"; a regression of {effect_text} would need about {_count(more, rule)} more."
+    elif more == 0:
+        detail += f"; a regression of {effect_text} would have been seen by now."
+    else:
+        detail += "."
+    return Evaluation(Level.OK, p_value=result.p_value, detail=detail, more_needed=more, **common)
+
+
+def _effect_text(rule: Rule) -> str:
+    effect = rule.effect
+    if rule.tolerance == Tolerance.ABSOLUTE:
+        return f"{effect:g}" if effect is not None else "10 %"
+    return f"{effect if effect is not None else 10:g} %"
+
+
+def _count(n: float | None, rule: Rule) -> str:
+    noun = "request" if rule.kind == MetricKind.RATIO else "sample"
+    n = int(n or 0)
+    return f"{n:,} {noun}{'s' if n != 1 else ''}"
+
+
+def _more_text(more: int | None, rule: Rule) -> str:
+    if more is None:
+        return ""
+    return f", about {_count(more, rule)} more needed."
+
+
 def next_streaks(previous: Streaks | None, level: str) -> Streaks:
     """The streaks after one more evaluation at `level`."""
     previous = previous or Streaks()
@@ -383,6 +558,9 @@ def decide(level: str, previous: Streaks | None, rule: Rule) -> Decision:
         return Decision(
             Verdict.PASS, streaks, note=f"Breach {streaks.breach} of {k} in a row: pending."
         )
+    if level == Level.PENDING:
+        # A success criterion waiting for significance: the gate holds it, nobody is warned.
+        return Decision(Verdict.INCONCLUSIVE, streaks)
     if level in (Level.NO_DATA, Level.ERROR):
         if rule.inconclusive_limit and streaks.nodata >= rule.inconclusive_limit:
             return Decision(

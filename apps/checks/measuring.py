@@ -83,10 +83,16 @@ def evaluate_pushed(
         if baseline_metrics
         else {}
     )
+    sequential = {(r.pk, c.metric_id) for r, c in pairs if c.rule().sequential}
+    staged = (
+        push.stage_stats({k[0] for k in sequential}, {k[1] for k in sequential}, now)
+        if sequential
+        else {}
+    )
     ranked = {
         (r.pk, c.metric_id)
         for r, c in pairs
-        if c.significance_test == SignificanceTest.MANN_WHITNEY
+        if c.significance_test == SignificanceTest.MANN_WHITNEY and not c.rule().sequential
     }
     raw = push.raw_values(ranked, now - widest, now, baseline_start) if ranked else {}
     evaluations = {}
@@ -96,7 +102,7 @@ def evaluate_pushed(
         evaluation = None
         with release_guard(run, release):
             evaluation = _evaluate_pushed_pair(
-                release, criterion, now, widest, minutes, baselines, raw, baseline_start
+                release, criterion, now, widest, minutes, baselines, raw, staged
             )
         if evaluation is None:
             failed.add(release.pk)
@@ -119,12 +125,21 @@ def _evaluate_pushed_pair(
     minutes: dict,
     baselines: dict,
     raw: dict,
-    baseline_start: datetime,
+    staged: dict,
 ) -> Evaluation:
     """One release's pushed-sample criterion, from the batch's grouped reads."""
     rule = criterion.rule()
     key = (release.pk, criterion.metric_id)
     treatment = minutes.get((*key, Variant.TREATMENT), {})
+    if rule.sequential:
+        # Everything since the stage began, not a window: the always-valid test accumulates.
+        if criterion.reference == Reference.CONTROL:
+            reference = staged.get((*key, Variant.CONTROL), Stats())
+        else:
+            reference = baselines.get(key, Stats())
+        return evaluator.evaluate_relative(
+            staged.get((*key, Variant.TREATMENT), Stats()), reference, rule
+        )
     if criterion.reference == Reference.ABSOLUTE:
         evaluation = evaluator.evaluate_absolute(
             _buckets_from_minutes(treatment, criterion, widest),
@@ -169,6 +184,8 @@ def evaluate_measurements(
             buckets, rule, lived=evaluator.intervals_lived(since, now, rule)
         )
     start = now - rule.window
+    if rule.sequential:
+        start = since or start  # the provider was asked for everything since the stage began
     in_window = [p for p in treatment if start <= p.at < now]
     reference_points = measurements.get(criterion.reference, [])
     if criterion.reference == Reference.CONTROL:
@@ -189,7 +206,11 @@ def evaluate_one(
     source: MetricSource | None = None,
 ) -> Evaluation:
     """Fetch and evaluate one criterion for one release; a failing source gives an ERROR level."""
-    window = Window(start=now - criterion.window, end=now, step=criterion.interval)
+    start = now - criterion.window
+    entered = _stage_entered(release)
+    if criterion.rule().sequential and entered is not None:
+        start = min(start, entered)
+    window = Window(start=start, end=now, step=criterion.interval)
     try:
         measurements = provider_fetch(criterion, release, window, source)
         # Inside the try: the points come from outside and run in a worker thread, where an

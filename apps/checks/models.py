@@ -26,6 +26,7 @@ from .choices import (
     RunTrigger,
     SignificanceTest,
     SourceKind,
+    TestMethod,
     Tolerance,
     Variant,
     Verdict,
@@ -34,6 +35,7 @@ from .choices import (
 from .evaluator import Rule
 
 MINUTE = timedelta(minutes=1)
+DECISION_WINDOW = timedelta(hours=48)
 
 
 class MetricDefinition(models.Model):
@@ -183,7 +185,33 @@ class MetricCriterion(models.Model):
     p_value = models.FloatField(
         default=0.05,
         validators=[MinValueValidator(0.0001), MaxValueValidator(0.5)],
-        help_text="A regression counts only when significant at this level.",
+        help_text="A regression counts only when significant at this level (alpha).",
+    )
+    method = models.CharField(
+        max_length=10,
+        choices=TestMethod.choices,
+        default=TestMethod.SEQUENTIAL,
+        help_text="Sequential: always valid, on everything since the stage began, false alarms "
+        "at most alpha however often it is checked. Fixed horizon: the test over the window "
+        "alone, for a single judgment (checked every minute it alarms far more than alpha).",
+    )
+    minimum_effect = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text="The smallest difference worth acting on, in the tolerance's units (20 with a "
+        "relative tolerance: 20 % worse than the reference). Smaller ones, even significant, "
+        "never act. Blank: the smallest positive threshold.",
+    )
+    success = models.BooleanField(
+        default=False,
+        help_text="Success criterion: the gate holds the advance until the release is "
+        "significantly better than its reference by at least the minimum effect.",
+    )
+    decision_window = models.DurationField(
+        default=DECISION_WINDOW,
+        help_text="A success criterion still not significant this long after its stage began "
+        "holds the gate until a release manager decides, with a reason.",
     )
     for_window = models.DurationField(
         default=timedelta(0),
@@ -236,7 +264,9 @@ class MetricCriterion(models.Model):
                 name="criterion_on_plan_or_stage",
             ),
             models.CheckConstraint(
-                condition=Q(warning_threshold__isnull=False) | Q(critical_threshold__isnull=False),
+                condition=Q(warning_threshold__isnull=False)
+                | Q(critical_threshold__isnull=False)
+                | Q(success=True),
                 name="criterion_has_threshold",
             ),
         ]
@@ -250,6 +280,11 @@ class MetricCriterion(models.Model):
         if threshold is None:
             threshold = self.warning_threshold
         subject = self.metric.key
+        if self.success:
+            effect = self.rule().effect
+            unit = " %" if self.tolerance == Tolerance.RELATIVE else ""
+            by = f" by ≥ {effect:g}{unit}" if effect else ""
+            return f"success: {subject} better than {self.reference}{by}"
         if self.reference != Reference.ABSOLUTE:
             unit = " %" if self.tolerance == Tolerance.RELATIVE else ""
             return f"{subject} vs {self.reference} worse by {self.comparator} {threshold:g}{unit}"
@@ -284,6 +319,9 @@ class MetricCriterion(models.Model):
             alpha=self.p_value,
             consecutive=self.consecutive,
             inconclusive_limit=self.inconclusive_limit,
+            method=self.method,
+            minimum_effect=self.minimum_effect,
+            success=self.success,
         )
 
     def applies_to(self, stage: Stage | None) -> bool:
@@ -298,7 +336,7 @@ class MetricCriterion(models.Model):
         errors: dict[str, str] = {}
         if (self.plan_id is None) == (self.stage_template_id is None):
             errors["plan"] = "Attach the criterion to a plan (all stages) or to one stage."
-        if self.warning_threshold is None and self.critical_threshold is None:
+        if self.warning_threshold is None and self.critical_threshold is None and not self.success:
             errors["critical_threshold"] = "Give a warning or a critical threshold (or both)."
         for name in ("warning_threshold", "critical_threshold"):
             value = getattr(self, name)
@@ -322,6 +360,21 @@ class MetricCriterion(models.Model):
                 errors["significance_test"] = "The z-test compares ratios; this metric is not one."
         if self.significance_test != SignificanceTest.NONE and self.reference == Reference.ABSOLUTE:
             errors["significance_test"] = "A significance test needs a control or a baseline."
+        if self.success:
+            if self.reference == Reference.ABSOLUTE:
+                errors["reference"] = (
+                    "A success criterion compares the release with a control or a baseline."
+                )
+            if self.method != TestMethod.SEQUENTIAL:
+                errors["method"] = "A success criterion is judged by the sequential test."
+            if self.decision_window is not None and self.decision_window <= timedelta(0):
+                errors["decision_window"] = "The decision window must be longer than zero."
+        rule = self.rule() if self.metric_id else None
+        if rule and rule.sequential and rule.effect is None and "reference" not in errors:
+            errors["minimum_effect"] = (
+                "The sequential test needs the smallest difference worth acting on: give a "
+                "minimum effect above zero (e.g. 20 for 20 % worse than the reference)."
+            )
         if errors:
             raise ValidationError(errors)
 
@@ -411,6 +464,12 @@ class CheckResult(models.Model):
     p_value = models.FloatField(null=True, blank=True)
     samples = models.PositiveIntegerField(default=0)
     threshold = models.FloatField(null=True, blank=True, help_text="The threshold crossed.")
+    more_needed = models.PositiveBigIntegerField(
+        null=True,
+        blank=True,
+        help_text="Sequential test: treatment samples (requests, for a rate) more before the "
+        "minimum effect could be told apart; blank: not estimable.",
+    )
     detail = models.TextField(blank=True)
     dry_run = models.BooleanField(default=False)
     # Evaluations in a row at this level (for `consecutive` and the inconclusive limit), and the
@@ -454,6 +513,32 @@ class CheckNotification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.verdict} notification for release {self.release_id}"
+
+
+class SuccessResolution(models.Model):
+    """A release manager's decision on a success criterion whose window ended inconclusive:
+    the gate stops holding on it for this stage (apps/checks/success.py writes it)."""
+
+    release = models.ForeignKey(Release, on_delete=models.CASCADE, related_name="+")
+    stage = models.ForeignKey(Stage, on_delete=models.CASCADE, related_name="+")
+    criterion = models.ForeignKey(MetricCriterion, on_delete=models.CASCADE, related_name="+")
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor = models.CharField(max_length=120, help_text="Who decided, as the timeline names them.")
+    reason = models.TextField()
+    # What the criterion showed when it was decided: the evidence stays with the decision.
+    evidence = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["stage", "criterion"], name="success_resolved_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Success criterion {self.criterion_id} of release {self.release_id} resolved"
 
 
 def enabled_criteria() -> models.QuerySet[MetricCriterion]:

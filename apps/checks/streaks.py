@@ -83,6 +83,7 @@ def build_result(
         p_value=evaluation.p_value,
         samples=evaluation.samples,
         threshold=evaluation.threshold,
+        more_needed=evaluation.more_needed,
         detail=detail,
         dry_run=criterion.dry_run,
         critical_streak=decision.streaks.critical,

@@ -107,6 +107,7 @@ def minute_stats(
             total=Sum("value"),
             weighted=Sum(F("value") * F("count"), output_field=FloatField()),
             weight=Sum("count", output_field=FloatField()),
+            squares=Sum(F("value") * F("value"), output_field=FloatField()),
             maximum=Max("value"),
             minimum=Min("value"),
         )
@@ -144,12 +145,43 @@ def window_stats(
             total=Sum("value"),
             weighted=Sum(F("value") * F("count"), output_field=FloatField()),
             weight=Sum("count", output_field=FloatField()),
+            squares=Sum(F("value") * F("value"), output_field=FloatField()),
             maximum=Max("value"),
             minimum=Min("value"),
         )
         .order_by()
     )
     return {(row["release_id"], row["metric_id"]): _stats(row) for row in rows}
+
+
+def stage_stats(
+    release_ids: Iterable[int], metric_ids: Iterable[int], end: datetime
+) -> dict[Key, Stats]:
+    """Per (release, metric, variant), the treatment's and control's samples since the release
+    entered its current stage: what the sequential test reads, in one query."""
+    from ..models import Sample
+
+    rows = (
+        Sample.objects.filter(
+            release_id__in=list(release_ids),
+            metric_id__in=list(metric_ids),
+            variant__in=[Variant.TREATMENT, Variant.CONTROL],
+            at__gte=F("release__current_stage__entered_at"),
+            at__lt=end,
+        )
+        .values("release_id", "metric_id", "variant")
+        .annotate(
+            n=Count("id"),
+            total=Sum("value"),
+            weighted=Sum(F("value") * F("count"), output_field=FloatField()),
+            weight=Sum("count", output_field=FloatField()),
+            squares=Sum(F("value") * F("value"), output_field=FloatField()),
+            maximum=Max("value"),
+            minimum=Min("value"),
+        )
+        .order_by()
+    )
+    return {(row["release_id"], row["metric_id"], row["variant"]): _stats(row) for row in rows}
 
 
 def raw_values(
@@ -181,6 +213,7 @@ def _stats(row: dict[str, Any]) -> Stats:
         total=row["total"] or 0.0,
         weighted=row["weighted"] or 0.0,
         weight=row["weight"] or 0.0,
+        squares=row.get("squares") or 0.0,
         maximum=row["maximum"],
         minimum=row["minimum"],
     )

@@ -70,6 +70,11 @@ ERROR_RATE = 0.01
 LATENCY_MEDIAN = 0.200
 LATENCY_SIGMA = 0.5
 EFFECTS = (1.0, 1.2, 1.5, 2.0)
+# Today's fixed-horizon test for each kind of metric.
+TESTS = {
+    MetricKind.RATIO: SignificanceTest.PROPORTIONS,
+    MetricKind.GAUGE: SignificanceTest.MANN_WHITNEY,
+}
 
 
 def rule(kind: str, method: str) -> Rule:
@@ -85,9 +90,7 @@ def rule(kind: str, method: str) -> Rule:
         critical_threshold=10.0,
         reference=Reference.CONTROL,
         tolerance=Tolerance.RELATIVE,
-        significance_test=(
-            SignificanceTest.PROPORTIONS if kind == MetricKind.RATIO else SignificanceTest.MANN_WHITNEY
-        ),
+        significance_test=TESTS[kind],
         p_value=ALPHA,
         method=method,
         minimum_effect=10.0,
@@ -146,7 +149,7 @@ def minute_stats(kind: str, requests: int, effect: float, rng: np.random.Generat
     # The mean of `requests` lognormal latencies (normal approximation of the mean).
     mu = math.log(LATENCY_MEDIAN * effect)
     mean = math.exp(mu + LATENCY_SIGMA**2 / 2)
-    sd = math.sqrt((math.exp(LATENCY_SIGMA**2) - 1)) * mean
+    sd = math.sqrt(math.exp(LATENCY_SIGMA**2) - 1) * mean
     value = max(0.0, rng.normal(mean, sd / math.sqrt(requests)))
     return Stats.of([Point(at=None, value=value)]), value
 
@@ -167,7 +170,8 @@ def simulate(kind: str, effect: float, rng: np.random.Generator) -> dict[str, in
             if watcher.acted_at is not None:
                 continue
             if method == TestMethod.SEQUENTIAL:
-                evaluation = evaluator.evaluate_relative(treatment.total, control.total, watcher.rule)
+                rule_ = watcher.rule
+                evaluation = evaluator.evaluate_relative(treatment.total, control.total, rule_)
             else:
                 evaluation = evaluator.evaluate_relative(
                     treatment.window(),
@@ -234,9 +238,10 @@ def main() -> None:
     aa_seq = pooled(1.0, TestMethod.SEQUENTIAL)
     big = pooled(2.0, TestMethod.SEQUENTIAL)
     big_hits = [m for m in big if m is not None]
+    fixed_rate = percent(sum(m is not None for m in aa_fixed), len(aa_fixed))
+    seq_rate = percent(sum(m is not None for m in aa_seq), len(aa_seq))
     print(
-        f"A/A false action rate: fixed {percent(sum(m is not None for m in aa_fixed), len(aa_fixed)):.1f}%, "
-        f"sequential {percent(sum(m is not None for m in aa_seq), len(aa_seq)):.1f}% "
+        f"A/A false action rate: fixed {fixed_rate:.1f}%, sequential {seq_rate:.1f}% "
         f"(alpha {ALPHA * 100:g}%); 2x regression detected: "
         f"{percent(len(big_hits), len(big)):.1f}% in a median of {median_text(big_hits)} minutes"
     )

@@ -13,11 +13,12 @@ from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
+from apps.core.actors import Actor
 from apps.releases import gate_inputs
 from apps.releases.admin import RolloutPlanAdmin
 
 from .backtest import backtest, describe
-from .choices import SourceKind
+from .choices import Reference, SignificanceTest, SourceKind
 from .models import (
     CheckResult,
     CheckRun,
@@ -25,7 +26,9 @@ from .models import (
     MetricDefinition,
     MetricSource,
     StageCriteria,
+    SuccessResolution,
 )
+from .success import resolve
 
 
 class RecomputesGates:
@@ -54,7 +57,11 @@ CRITERION_FIELDS = [
     "reference",
     "tolerance",
     "significance_test",
+    "method",
     "p_value",
+    "minimum_effect",
+    "success",
+    "decision_window",
     "for_window",
     "interval",
     "consecutive",
@@ -179,12 +186,22 @@ class MetricCriterionAdmin(RecomputesGates, admin.ModelAdmin):
         "label_column",
         "plan",
         "stage_template",
+        "test_column",
         "on_critical",
         "incident_severity_column",
         "dry_run",
         "enabled",
     ]
-    list_filter = ["enabled", "dry_run", "on_critical", "incident_severity", "metric", "plan"]
+    list_filter = [
+        "enabled",
+        "dry_run",
+        "success",
+        "method",
+        "on_critical",
+        "incident_severity",
+        "metric",
+        "plan",
+    ]
     list_select_related = ["metric", "plan", "stage_template__plan"]
     fields = ["plan", "stage_template", *CRITERION_FIELDS]
 
@@ -198,6 +215,18 @@ class MetricCriterionAdmin(RecomputesGates, admin.ModelAdmin):
         if obj.incident_severity:
             return obj.incident_severity.upper()
         return f"{settings.INCIDENTS_BREACH_SEVERITY.upper()} (setting)"
+
+    @admin.display(description="Test")
+    def test_column(self, obj: MetricCriterion) -> str:
+        # Which judgment acts: the always-valid one, the fixed-horizon one, or thresholds alone.
+        rule = obj.rule()
+        if rule.reference == Reference.ABSOLUTE or (
+            not rule.success and rule.test == SignificanceTest.NONE
+        ):
+            return "Thresholds only"
+        method = "sequential, always valid" if rule.sequential else "fixed horizon"
+        kind = "success" if rule.success else obj.get_significance_test_display()
+        return f"{kind} ({method}, alpha {obj.p_value:g})"
 
     def changeform_view(
         self,
@@ -295,3 +324,52 @@ class CheckRunAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class SuccessResolutionForm(forms.ModelForm):
+    """A release manager's decision: the release, its success criterion, and why."""
+
+    class Meta:
+        model = SuccessResolution
+        fields = ["release", "criterion", "reason"]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        release, criterion = data.get("release"), data.get("criterion")
+        if release is not None and criterion is not None and not self.errors:
+            # The domain function decides and writes; the form only reports its refusal.
+            # Its ValidationError names the field at fault (reason, criterion).
+            self.instance = resolve(
+                release, criterion, actor=self.actor, reason=data.get("reason", "")
+            )
+        return data
+
+
+@admin.register(SuccessResolution)
+class SuccessResolutionAdmin(admin.ModelAdmin):
+    """Success decisions: a success criterion inconclusive after its window, decided by a person
+    with a reason (apps/checks/success.py). Append-only: they cannot be edited or deleted."""
+
+    form = SuccessResolutionForm
+    list_display = ["release", "criterion", "stage", "actor", "created_at"]
+    list_select_related = ["release", "criterion__metric", "stage"]
+    readonly_fields = ["stage", "actor", "evidence", "created_at"]
+
+    def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, **kwargs)
+        form.actor = Actor.for_user(request.user)
+        return form
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        if obj is None:
+            return ["release", "criterion", "reason"]
+        return ["release", "criterion", "reason", *self.readonly_fields]
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        pass  # resolve() saved it in the form's clean, with its Event, in one transaction

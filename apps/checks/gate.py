@@ -1,8 +1,10 @@
 """Gate checks of the metric checks: criteria passed over the soak, and traffic soaked.
 
 A running release may leave its stage only when every (non dry-run) criterion watching the stage
-has passed at least once over the soak window with no warn or fail in it, and when the stage has
-served its minimum number of requests. Registered with the gate in apps.py.
+has passed at least once over the soak window with no warn or fail in it, every success
+criterion has proven the release better (or a release manager decided after its window,
+apps/checks/success.py), and the stage has served its minimum number of requests. Registered
+with the gate in apps.py.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from .models import CheckResult, MetricCriterion
 from .providers import ProviderError
 from .selection import stage_criteria
 from .standing import standings, traffic_served
+from .success import outlook, success_blockers
 
 
 def check_metrics(release: Release, stage: Stage | None, now: datetime) -> list[Blocker]:
@@ -31,9 +34,23 @@ def check_metrics(release: Release, stage: Stage | None, now: datetime) -> list[
     criteria = [c for c in stage_criteria(release, stage) if not c.dry_run]
     blockers = []
     for standing in standings(release, stage, criteria, now):
-        if standing.ok:
-            continue
         criterion, latest = standing.criterion, standing.latest
+        if criterion.success:
+            # Not "passed over the soak": proven once since the stage began, or decided.
+            blockers.extend(success_blockers(release, stage, criterion, latest, now))
+            continue
+        power = outlook(criterion, latest, release, now)
+        if standing.ok:
+            if power is not None and stage.soaked(now, release.paused_at) < stage.min_soak:
+                # Only while the soak holds the gate anyway: says whether the soak can tell.
+                blockers.append(
+                    Blocker(
+                        BlockerKind.METRICS_PENDING,
+                        f"Metric check {criterion.label}: no significant regression so far; to "
+                        f"detect its minimum effect, {power.text()}.",
+                    )
+                )
+            continue
         if standing.bad:
             what = (
                 f"warned or failed {standing.bad} time{'s' if standing.bad != 1 else ''} "
@@ -55,6 +72,9 @@ def check_metrics(release: Release, stage: Stage | None, now: datetime) -> list[
             when = f"no pass yet ({_latest_text(latest)}); the next evaluation is due " + _due_text(
                 due, now
             )
+        if power is not None:
+            # A sequential guardrail: how long until a regression of its minimum effect shows.
+            when += f"; to detect its minimum effect, {power.text()}"
         blockers.append(
             Blocker(
                 BlockerKind.METRICS_PENDING,

@@ -30,6 +30,7 @@ BLOCKER_TARGETS: dict[str, tuple[str, str]] = {
     BlockerKind.NO_GO: ("#signoffs", "see the no-go"),
     BlockerKind.METRICS: ("#metrics", "see the metric checks"),
     BlockerKind.METRICS_PENDING: ("#metrics", "see the metric checks"),
+    BlockerKind.SUCCESS_UNDECIDED: ("#metrics", "see the metric checks"),
     BlockerKind.TRAFFIC: ("#metrics", "see the traffic"),
     BlockerKind.PAUSED: ("#actions", "resume"),
 }

@@ -69,6 +69,8 @@ class BlockerKind(models.TextChoices):
     FREEZE = "freeze", "Change freeze"
     RUNNING_RELEASE = "running_release", "Another release running"
     AUTHOR_UNMATCHED = "author_unmatched", "Author matches no user"
+    # A success criterion whose decision window ended inconclusive: a person decides.
+    SUCCESS_UNDECIDED = "success_undecided", "Success criterion inconclusive"
     # Waiting only: the light is amber. A missing signature before an open checklist before a
     # pending check before time alone: the order a release manager would chase them.
     SIGNOFF = "signoff", "Sign-off needed"
@@ -82,6 +84,7 @@ class BlockerKind(models.TextChoices):
     def noun(cls, kind: str, count: int) -> str:
         singular, plural = {
             cls.METRICS: ("failing metric check", "failing metric checks"),
+            cls.SUCCESS_UNDECIDED: ("undecided success criterion", "undecided success criteria"),
             cls.INCIDENT: ("incident", "incidents"),
             cls.NO_GO: ("no-go", "no-gos"),
             cls.FREEZE: ("freeze", "freezes"),

@@ -86,13 +86,15 @@ CHECKS_VIEW = [
         "sample",
         "checkrun",
         "checkresult",
+        "successresolution",
     )
 ]
+# A success decision (0008_success_roles) is made, never changed or deleted: add only.
 CHECKS_MANAGE = [
     f"checks.{verb}_{model}"
     for model in ("metricdefinition", "metricsource", "metriccriterion")
     for verb in ("add", "change", "delete")
-] + ["checks.change_stagecriteria"]
+] + ["checks.change_stagecriteria", "checks.add_successresolution"]
 ROLE_PERMISSIONS[RELEASE_MANAGERS] += CHECKS_VIEW + CHECKS_MANAGE
 ROLE_PERMISSIONS[APPROVERS] += CHECKS_VIEW
 ROLE_PERMISSIONS[VIEWERS] += CHECKS_VIEW

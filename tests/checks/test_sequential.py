@@ -18,6 +18,8 @@ from apps.checks.choices import (
     MetricKind,
     Reference,
     SignificanceTest,
+)
+from apps.checks.choices import (
     TestMethod as Method,
 )
 from apps.checks.evaluator import Point, Rule, Stats, evaluate_relative, proportions_p_value

@@ -18,7 +18,7 @@ scenario's rates and the median minutes to detection, and as its last line:
 `A/A false action rate: fixed X%, sequential Y% (alpha Z%); 2x regression detected: W% in a
 median of M minutes` (sequential, both metrics together).
 
-    .venv/bin/python bench/decisions.py              # 200 A/A and 100 A/B runs per metric
+    .venv/bin/python bench/decisions.py              # 100 A/A and 50 A/B runs per metric
     .venv/bin/python bench/decisions.py --runs 40 --seed 7
 
 No database, no server: the evaluator is pure.
@@ -199,7 +199,7 @@ def median_text(minutes: list[int]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=100, help="A/B runs per scenario")
+    parser.add_argument("--runs", type=int, default=50, help="A/B runs per scenario")
     parser.add_argument("--aa-runs", type=int, default=None, help="A/A runs (default 2× --runs)")
     parser.add_argument("--seed", type=int, default=17)
     args = parser.parse_args()

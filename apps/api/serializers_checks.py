@@ -30,7 +30,10 @@ class CriterionSerializer(serializers.ModelSerializer):
             "reference",
             "tolerance",
             "significance_test",
+            "method",
             "p_value",
+            "minimum_effect",
+            "success",
             "for_seconds",
             "interval_seconds",
             "consecutive",
@@ -62,6 +65,11 @@ class LatestResultSerializer(serializers.Serializer):
     p_value = serializers.FloatField(allow_null=True)
     threshold = serializers.FloatField(allow_null=True)
     samples = serializers.IntegerField(allow_null=True)
+    more_needed = serializers.IntegerField(
+        allow_null=True,
+        help_text="Sequential test: samples (requests, for a rate) still needed to decide on "
+        "the minimum effect; 0 decided, null not estimable.",
+    )
     detail = serializers.CharField(allow_blank=True)
     dry_run = serializers.BooleanField()
     at = serializers.DateTimeField(allow_null=True)
@@ -88,6 +96,7 @@ def latest_payload(criterion: MetricCriterion, result: CheckResult | None) -> di
         "p_value": result.p_value if result else None,
         "threshold": result.threshold if result else None,
         "samples": result.samples if result else None,
+        "more_needed": result.more_needed if result else None,
         "detail": result.detail if result else "",
         "dry_run": criterion.dry_run,
         "at": result.at if result else None,

@@ -20,6 +20,7 @@ from apps.checklists.models import Checklist, ChecklistItem
 from apps.checklists.services import TICK_PERM
 from apps.checks.selection import criteria_for_plans
 from apps.checks.standing import latest_results
+from apps.checks.success import outlook
 from apps.core.actors import ActorKind
 from apps.core.durations import format_duration
 from apps.releases.choices import EventVerb, ReleaseStatus, StageStatus
@@ -139,6 +140,11 @@ def _signoffs(release: Release, user: Any, now: datetime) -> dict[str, Any]:
 def _metrics(release: Release, stages: list[Stage], range_key: str, now: datetime) -> Any:
     criteria = criteria_for_plans([release.plan_id])
     latest = {r.criterion_id: r for r in latest_results(release)}
+    for result in latest.values():
+        # The power figure under the chart: traffic and time still needed, and whether the
+        # soak (or a success criterion's decision window) is long enough.
+        seen = outlook(result.criterion, result, release, now)
+        result.outlook = seen.text() if seen is not None else ""
     return charts.release_charts(release, criteria, latest, stages, range_key=range_key, now=now)
 
 

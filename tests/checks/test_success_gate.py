@@ -150,3 +150,42 @@ def test_after_its_window_an_inconclusive_criterion_asks_a_release_manager(
     assert blockers(release) == []
     with pytest.raises(ValidationError, match="decided already"):
         success.resolve(release, made, actor=Actor.for_user(rita), reason="again")
+
+
+def test_a_guardrail_says_on_the_page_and_the_gate_whether_the_soak_can_tell(
+    clock, production, error_rate, rita
+):
+    """A sequential guardrail at low traffic: a 20 % regression would need far more requests
+    than a one-hour soak brings; the gate (while soaking) and the release page say so."""
+    plan = PlanFactory(
+        slug="guard",
+        stages=[("canary", 50, timedelta(hours=1), False), ("full", 100, timedelta(0), False)],
+    )
+    made = criterion(
+        plan,
+        error_rate,
+        reference="control",
+        significance_test="z-test",
+        critical_threshold=20,
+        minimum_effect=20,
+    )
+    release = make_release(plan=plan, environment=production)
+    transitions.start(release, actor=SYSTEM)
+    same = {Variant.TREATMENT: 0.01, Variant.CONTROL: 0.01}
+    push_minutes(release, error_rate, START, 10, same, seed=4)
+    clock.shift(timedelta(minutes=10))
+    run_checks()
+
+    power = [b.detail for b in blockers(release) if b.kind == BlockerKind.METRICS_PENDING]
+    assert len(power) == 1
+    assert power[0].startswith(
+        f"Metric check {made.label}: no significant regression so far; to detect its minimum "
+        "effect, about "
+    )
+    assert power[0].endswith("50m left: not long enough.")
+
+    client = Client()
+    client.force_login(rita)
+    page = client.get(f"/releases/{release.pk}/").content.decode()
+    assert f'data-outlook="{made.pk}">To decide on the minimum effect: about ' in page
+    assert "50m left: not long enough." in page

@@ -115,14 +115,18 @@ def replay(criterion: MetricCriterion, release: Release) -> Replay:
     steps = 0
     while now <= end and steps < MAX_STEPS:
         steps += 1
-        window_start = now - criterion.window
+        # A sequential criterion reads everything since the replayed stretch began, as the tick
+        # reads everything since the stage began.
+        window_start = start if rule.sequential else now - criterion.window
         measurements = {}
         for variant in variants:
             points, stamps = series.get(variant, []), times.get(variant, [])
             since = now - baseline_lookback() if variant == Variant.BASELINE else window_start
             low = bisect.bisect_left(stamps, since)
             measurements[variant] = points[low : bisect.bisect_left(stamps, now)]
-        evaluation = evaluate_measurements(criterion, measurements, now)
+        evaluation = evaluate_measurements(
+            criterion, measurements, now, since=start if rule.sequential else None
+        )
         decision = evaluator.decide(evaluation.level, streaks, rule)
         streaks = decision.streaks
         result.evaluations += 1

@@ -241,13 +241,17 @@ def test_plans_list_criteria_with_a_fixed_number_of_queries(
             "reference": "absolute",
             "tolerance": "relative",
             "significance_test": "none",
+            "method": "sequential",
             "p_value": 0.05,
+            "minimum_effect": None,
+            "success": False,
             "for_seconds": 300,
             "interval_seconds": 60,
             "consecutive": 1,
             "min_samples": 1,
             "on_warning": "notify",
             "on_critical": "pause",
+            "incident_severity": "",
             "dry_run": False,
         }
     ]

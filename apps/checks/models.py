@@ -201,7 +201,7 @@ class MetricCriterion(models.Model):
         validators=[MinValueValidator(0)],
         help_text="The smallest difference worth acting on, in the tolerance's units (20 with a "
         "relative tolerance: 20 % worse than the reference). Smaller ones, even significant, "
-        "never act. Blank: the smallest positive threshold.",
+        "never act. Blank: the smallest positive threshold, else 10 % of the reference.",
     )
     success = models.BooleanField(
         default=False,
@@ -369,12 +369,6 @@ class MetricCriterion(models.Model):
                 errors["method"] = "A success criterion is judged by the sequential test."
             if self.decision_window is not None and self.decision_window <= timedelta(0):
                 errors["decision_window"] = "The decision window must be longer than zero."
-        rule = self.rule() if self.metric_id else None
-        if rule and rule.sequential and rule.effect is None and "reference" not in errors:
-            errors["minimum_effect"] = (
-                "The sequential test needs the smallest difference worth acting on: give a "
-                "minimum effect above zero (e.g. 20 for 20 % worse than the reference)."
-            )
         if errors:
             raise ValidationError(errors)
 

@@ -216,3 +216,38 @@ def test_run_metric_checks_now_from_the_release_list(rita, plan, error_rate, pro
     ]
     running.refresh_from_db()
     assert running.status == ReleaseStatus.IN_PROGRESS
+
+
+def test_the_criteria_list_says_which_test_each_criterion_uses(rita, error_rate):
+    plan = PlanFactory(slug="which-test")
+    criterion(plan, error_rate)
+    criterion(
+        plan, error_rate, reference="control", significance_test="z-test", critical_threshold=10
+    )
+    criterion(
+        plan,
+        error_rate,
+        reference="control",
+        significance_test="z-test",
+        critical_threshold=10,
+        method="fixed",
+        p_value=0.01,
+    )
+    criterion(
+        plan,
+        error_rate,
+        reference="control",
+        success=True,
+        critical_threshold=None,
+        minimum_effect=5,
+    )
+
+    page = client_for(rita).get("/admin/checks/metriccriterion/").content.decode()
+
+    assert "Thresholds only" in page
+    assert (
+        "Two-proportion z-test (ratio metrics with counts) (sequential, always valid, alpha 0.05)"
+        in page
+    )
+    assert "Two-proportion z-test (ratio metrics with counts) (fixed horizon, alpha 0.01)" in page
+    assert "success (sequential, always valid, alpha 0.05)" in page

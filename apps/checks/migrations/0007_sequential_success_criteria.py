@@ -106,7 +106,7 @@ class Migration(migrations.Migration):
             name="minimum_effect",
             field=models.FloatField(
                 blank=True,
-                help_text="The smallest difference worth acting on, in the tolerance's units (20 with a relative tolerance: 20 % worse than the reference). Smaller ones, even significant, never act. Blank: the smallest positive threshold.",
+                help_text="The smallest difference worth acting on, in the tolerance's units (20 with a relative tolerance: 20 % worse than the reference). Smaller ones, even significant, never act. Blank: the smallest positive threshold, else 10 % of the reference.",
                 null=True,
                 validators=[django.core.validators.MinValueValidator(0)],
             ),

@@ -21,6 +21,7 @@ from django.db import IntegrityError, transaction
 
 from apps.core.actors import Actor
 from apps.core.durations import format_duration
+from apps.releases import gate_inputs
 from apps.releases.choices import BlockerKind, EventVerb, ReleaseStatus
 from apps.releases.gate_checks import Blocker
 from apps.releases.models import Event, Release, Stage
@@ -62,6 +63,17 @@ def decision_deadline(criterion: MetricCriterion, stage: Stage) -> datetime | No
     if stage.entered_at is None:
         return None
     return stage.entered_at + criterion.decision_window
+
+
+def decision_deadlines(release: Release, stage: Stage) -> list[datetime]:
+    """When the stage's success criteria stop waiting (for the kept verdict's next change)."""
+    return [
+        deadline
+        for criterion in stage_criteria(release, stage)
+        if criterion.success
+        and not criterion.dry_run
+        and (deadline := decision_deadline(criterion, stage)) is not None
+    ]
 
 
 def outlook(
@@ -201,6 +213,7 @@ def resolve(
                 )
         except IntegrityError as exc:  # two managers at once: the first one decided
             raise ValidationError({"criterion": "Someone decided it a moment ago."}) from exc
+        gate_inputs.changed(releases=[release.pk])
         Event.record(
             release,
             EventVerb.GATE_OVERRIDDEN,

@@ -33,6 +33,7 @@ from django.utils import timezone
 from apps.checks.choices import Verdict as CheckVerdict
 from apps.checks.models import CheckResult
 from apps.checks.standing import soak_window_start
+from apps.checks.success import decision_deadlines
 from apps.jobs.runner import job
 from apps.releases import gate_inputs
 from apps.releases.choices import BlockerKind, ReleaseStatus
@@ -48,7 +49,9 @@ logger = logging.getLogger(__name__)
 
 # Blockers whose answer comes from outside (a provider's traffic count): asked again each tick.
 MEASURED_ELSEWHERE = frozenset({BlockerKind.TRAFFIC})
-METRIC_KINDS = frozenset({BlockerKind.METRICS, BlockerKind.METRICS_PENDING})
+METRIC_KINDS = frozenset(
+    {BlockerKind.METRICS, BlockerKind.METRICS_PENDING, BlockerKind.SUCCESS_UNDECIDED}
+)
 TICK = timedelta(minutes=1)
 
 
@@ -159,6 +162,9 @@ def next_change(verdict: gate.Verdict, now: datetime) -> datetime | None:
             moments.append(now + (stage.min_soak - stage.soaked(now, release.paused_at)))
         if BlockerKind.METRICS in kinds:
             moments += _metric_alarms_age_out(release, stage, now)
+        if BlockerKind.METRICS_PENDING in kinds:
+            # A success criterion still waiting turns into a person's decision at its deadline.
+            moments += decision_deadlines(release, stage)
     if kinds & MEASURED_ELSEWHERE:
         moments.append(now + TICK)
     if verdict.step:

@@ -17,7 +17,7 @@ from apps.checks.models import Sample, SuccessResolution
 from apps.core.actors import Actor
 from apps.releases.choices import BlockerKind, EventVerb
 from apps.releases.models import Event
-from apps.rollouts import gate, transitions
+from apps.rollouts import gate, transitions, verdicts
 from apps.rollouts.breach_response import run_checks
 from tests.checks.conftest import criterion
 from tests.factories import PlanFactory, make_release
@@ -120,7 +120,12 @@ def test_after_its_window_an_inconclusive_criterion_asks_a_release_manager(
     with pytest.raises(ValidationError, match="not past its decision window"):
         success.resolve(release, made, actor=Actor.for_user(rita), reason="ship it")
 
+    kept = verdicts.read(release.pk)
+    assert kept.top_kind == BlockerKind.METRICS_PENDING
+    assert kept.next_change_at <= START + timedelta(hours=6)  # the decision window's end
+
     clock.shift(timedelta(hours=6))
+    assert verdicts.read(release.pk).top_kind == BlockerKind.SUCCESS_UNDECIDED
     [asked] = blockers(release)
     assert asked.kind == BlockerKind.SUCCESS_UNDECIDED
     assert "still inconclusive after its 6h 00m decision window" in asked.detail
@@ -148,6 +153,7 @@ def test_after_its_window_an_inconclusive_criterion_asks_a_release_manager(
     event = Event.objects.get(release=release, verb=EventVerb.GATE_OVERRIDDEN)
     assert (event.reason, event.data["success_criterion"]) == ("Neutral is fine: cost win", made.pk)
     assert blockers(release) == []
+    assert verdicts.read(release.pk).top_kind != BlockerKind.SUCCESS_UNDECIDED
     with pytest.raises(ValidationError, match="decided already"):
         success.resolve(release, made, actor=Actor.for_user(rita), reason="again")
 

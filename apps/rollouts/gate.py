@@ -10,6 +10,7 @@ stage while the release runs or is paused, None while it is planned (the step is
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -57,15 +58,22 @@ class Verdict:
 
     @property
     def light(self) -> str:
-        """green: open; amber: every blocker only waits (for time, a tick or a signature);
-        red: something is wrong; grey: finished, no next step. The pages and /metrics show it."""
-        if not self.step:
-            return "grey"
-        if self.can_advance:
-            return "green"
-        if all(b.kind in BlockerKind.waiting() for b in self.blockers):
-            return "amber"
-        return "red"
+        """The gate at a glance (light_of): green, amber, red or finished."""
+        return light_of(self.step, [b.kind for b in self.blockers])
+
+
+def light_of(step: str, kinds: Iterable[str]) -> str:
+    """green: open; amber: every blocker only waits (for time, a tick or a signature); red:
+    something is wrong; finished: no next step. The one rule: the pages, the kept verdicts
+    (rollouts.GateState) and /metrics all show this."""
+    kinds = list(kinds)
+    if not step:
+        return "finished"
+    if not kinds:
+        return "green"
+    if all(kind in BlockerKind.waiting() for kind in kinds):
+        return "amber"
+    return "red"
 
 
 def check_status(release: Release, stage: Stage | None, now: datetime) -> list[Blocker]:

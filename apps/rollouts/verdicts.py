@@ -56,15 +56,9 @@ TICK = timedelta(minutes=1)
 
 
 def state_of(step: str, kinds: Iterable[str]) -> GateState:
-    """Green when the gate is open, amber when it only waits, red when something is wrong."""
-    kinds = list(kinds)
-    if not step:
-        return GateState.FINISHED
-    if not kinds:
-        return GateState.GREEN
-    if all(kind in BlockerKind.waiting() for kind in kinds):
-        return GateState.AMBER
-    return GateState.RED
+    """Green when the gate is open, amber when it only waits, red when something is wrong
+    (gate.light_of, the one rule)."""
+    return GateState(gate.light_of(step, kinds))
 
 
 def top_kind(kinds: Iterable[str]) -> str:

@@ -95,6 +95,10 @@ def blocker_rows(release: Release, verdict: Verdict) -> list[BlockerRow]:
         if blocker.kind == BlockerKind.FREEZE:
             href = reverse("admin:signoffs_freezewindow_changelist")
             text = "freeze windows"
+        elif blocker.kind == BlockerKind.SUCCESS_UNDECIDED:
+            # A release manager decides there, with a reason (apps/checks/success.py).
+            href = f"{reverse('admin:checks_successresolution_add')}?release={release.pk}"
+            text = "decide, with a reason"
         elif blocker.kind == BlockerKind.INCIDENT and _has_url("pages:incidents"):
             # The incident holding the gate is another release's: the service's incident list.
             href = f"{reverse('pages:incidents')}?service={quote(release.service.slug)}"

@@ -134,6 +134,9 @@ def test_after_its_window_an_inconclusive_criterion_asks_a_release_manager(
     client = Client()
     client.force_login(rita)
     url = "/admin/checks/successresolution/add/"
+    page = client.get(f"/releases/{release.pk}/").content.decode()
+    assert f'href="{url}?release={release.pk}">decide, with a reason</a>' in page
+    assert client.get(f"{url}?release={release.pk}").status_code == 200
     refused = client.post(url, {"release": release.pk, "criterion": made.pk, "reason": " "})
     assert refused.status_code == 200  # the form again: the reason is required
     assert not SuccessResolution.objects.exists()

@@ -292,7 +292,8 @@ def _from_row(block: Block, contexts: list[str]) -> list[CriterionDraft]:
         if re.search(r"warn", key):
             judgement = _Judgement(judgement.good, "notify", "warning")
         elif re.search(r"critical|rollback", key):
-            judgement = judge([key, action, "critical"])
+            # The row's own action ("roll back") decides before the column's name ("Critical").
+            judgement = judge([action, key, "critical"])
         good = bool(re.search(r"target|goal|slo", key))
         for _metric, op, value, unit, seconds, _sig in parse_line(
             f"{metric} {cell}", _Judgement(good, judgement.action, judgement.severity)

@@ -80,7 +80,7 @@ def test_the_review_page_quotes_every_item_beside_its_fields(client, service) ->
     assert "line 46</span> <q>- [ ] Refund flow exercised end to end</q>" in html
     fields = fields_of(html)
     assert fields["stage-1-traffic_percentage"] == "2"
-    assert fields["criterion-1-action"] == "pause"
+    assert fields["criterion-1-action"] == "rollback"
     assert fields["level-2-targets"] == "Head of engineering"
     assert not RolloutPlan.objects.filter(name__startswith="Payments").exists()
 

@@ -1,45 +1,118 @@
-"""The dashboard: every running or paused release by service, with its gate light, what waits for
-the signed-in person, planned releases, and what finished lately.
+"""The dashboard: the fleet's running and paused releases by service, filtered and paged, with
+each gate light in words and its most important blocker first; what waits for the signed-in
+person, planned releases, and what finished lately.
 
-The gate is asked once per running, paused or listed planned release (it is the one place that
-decides); everything else is read in a fixed number of queries.
+Every gate light is the release's kept verdict (apps.rollouts.verdicts, gate.evaluate's stored
+answer), never a fresh evaluation: the page reads a fixed number of queries however many
+releases run (1,000 running are one page's query for its rows). The few kept verdicts that are
+missing or due (time alone changed them and the tick has not come yet) are recomputed first,
+through the same read API, so no light is stale.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import groupby
 from typing import Any
+from urllib.parse import urlencode
 
+from django.db.models import Case, Count, IntegerField, Q, QuerySet, Value, When
+from django.http import QueryDict
 from django.utils import timezone
 
 from apps.jobs import heartbeat
 from apps.releases.choices import BlockerKind, ReleaseStatus
-from apps.releases.models import Release, Service
-from apps.rollouts import gate
+from apps.releases.models import Environment, Release, Service
+from apps.rollouts import verdicts
+from apps.rollouts.models import GateState, KeptVerdict
 from apps.signoffs import services as signoffs
 from apps.signoffs.choices import Decision
 from apps.signoffs.models import ReleaseSignOffRule, SignOff
 
 from . import incidents
-from .presenters import Light, gate_light, soak_left, stage_progress
+from .presenters import Light, kept_light, soak_left, stage_progress
 
 PLANNED_SHOWN = 20
 FINISHED_SHOWN = 15
 FINISHED_WITHIN = timedelta(days=14)
+PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+# The gate states a running release can have, most urgent first (the filter's choices).
+STATES = [GateState.RED, GateState.AMBER, GateState.GREEN]
+ORDERS = {
+    "service": "by service, most urgent first within each",
+    "urgency": "most urgent first, across services",
+}
+
+
+class BadFilter(ValueError):
+    """A filter or page the dashboard cannot apply; the message names the parameter."""
+
+
+@dataclass
+class Filters:
+    """What the dashboard's list shows: one service, one environment, one gate state, a page."""
+
+    service: str = ""
+    environment: str = ""
+    gate: str = ""
+    order: str = "service"
+    page: int = 1
+    per: int = PAGE_SIZE
+
+    def query(self, **changes: Any) -> str:
+        """The query string for these filters with `changes`, defaults left out."""
+        values = {**self.__dict__, **changes}
+        defaults = Filters().__dict__
+        return urlencode({k: v for k, v in values.items() if v != defaults[k]})
+
+
+def parse_filters(params: QueryDict) -> Filters:
+    """The filters of a request's query string; BadFilter naming what is wrong."""
+    filters = Filters(
+        service=params.get("service", "").strip(),
+        environment=params.get("environment", "").strip(),
+        gate=params.get("gate", "").strip(),
+        order=params.get("order", "service").strip() or "service",
+    )
+    if filters.gate and filters.gate not in STATES:
+        raise BadFilter(f"gate must be one of {', '.join(STATES)}; got {filters.gate!r}.")
+    if filters.order not in ORDERS:
+        raise BadFilter(f"order must be one of {', '.join(ORDERS)}; got {filters.order!r}.")
+    for name, low, high in (("page", 1, None), ("per", 1, MAX_PAGE_SIZE)):
+        raw = params.get(name, "").strip()
+        if not raw:
+            continue
+        if not raw.isdigit() or int(raw) < low or (high is not None and int(raw) > high):
+            limit = f"from {low} to {high}" if high else f"{low} or more"
+            raise BadFilter(f"{name} must be a whole number {limit}; got {raw!r}.")
+        setattr(filters, name, int(raw))
+    return filters
 
 
 @dataclass
 class Row:
-    """One release on the dashboard."""
+    """One release on the dashboard, lit by its kept verdict."""
 
     release: Release
-    verdict: gate.Verdict
+    kept: KeptVerdict
     light: Light
     progress: str
     soak: str
     waiting_for_me: bool = False
+
+    @property
+    def blocker_kinds(self) -> set[str]:
+        return {b["kind"] for b in self.kept.payload.get("blockers", [])}
+
+    @property
+    def environment(self) -> Environment:
+        """Where it runs now: its current stage's environment (a plan may cross several)."""
+        stage = self.release.current_stage
+        if stage is not None and self.release.status in ReleaseStatus.active():
+            return stage.environment
+        return self.release.environment
 
 
 @dataclass
@@ -49,12 +122,33 @@ class ServiceGroup:
     open_incidents: int
 
 
+@dataclass
+class Paging:
+    """Where the shown rows sit in the filtered list."""
+
+    number: int
+    per: int
+    total: int
+    pages: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.pages = max(1, -(-self.total // self.per))
+
+    @property
+    def first(self) -> int:
+        return min(self.total, (self.number - 1) * self.per + 1)
+
+    @property
+    def last(self) -> int:
+        return min(self.total, self.number * self.per)
+
+
 def waiting_for(user: Any, rows: list[Row]) -> set[int]:
     """Releases whose current gate still needs a go this person may give and has not given.
 
     Reads the person's groups, the matching rules and their standing sign-offs: three queries.
     """
-    candidates = [r for r in rows if any(b.kind == BlockerKind.SIGNOFF for b in r.verdict.blockers)]
+    candidates = [r for r in rows if BlockerKind.SIGNOFF in r.blocker_kinds]
     if not candidates or not user.is_authenticated:
         return set()
     group_ids = set(user.groups.values_list("id", flat=True))
@@ -90,17 +184,85 @@ def waiting_for(user: Any, rows: list[Row]) -> set[int]:
     return found
 
 
-def build(user: Any) -> dict[str, Any]:
-    """The dashboard's context."""
+def _urgency() -> list[Any]:
+    """Order by the kept verdict: red before amber before green, then by the most important
+    blocker's kind (BlockerKind order: an incident or a failing metric before a missing sign-off,
+    before soak), then the longest running."""
+    state = Case(
+        *[When(kept_verdict__state=s, then=Value(i)) for i, s in enumerate(STATES)],
+        default=Value(len(STATES)),
+        output_field=IntegerField(),
+    )
+    kinds = BlockerKind.values
+    blocker = Case(
+        *[When(kept_verdict__top_kind=k, then=Value(i)) for i, k in enumerate(kinds)],
+        default=Value(len(kinds)),
+        output_field=IntegerField(),
+    )
+    return [state, blocker, "started_at", "pk"]
+
+
+def _with_kept(releases: QuerySet[Release]) -> QuerySet[Release]:
+    return releases.with_related().select_related(
+        "kept_verdict", "current_stage__environment"
+    )
+
+
+def _refresh_stale(releases: QuerySet[Release], now: datetime) -> None:
+    """Recompute the kept verdicts that are missing or due among `releases` (one query when
+    none is: the tick keeps them current), so that filtering by state reads fresh rows."""
+    stale = releases.filter(
+        Q(kept_verdict__isnull=True) | Q(kept_verdict__next_change_at__lte=now)
+    ).values_list("pk", flat=True)
+    ids = list(stale)
+    if ids:
+        verdicts.read_many(ids, now=now)
+
+
+def _row(release: Release, now: datetime) -> Row:
+    kept = release.kept_verdict
+    return Row(
+        release=release,
+        kept=kept,
+        light=kept_light(kept),
+        progress=stage_progress(release),
+        soak=soak_left(release, release.current_stage, now),
+    )
+
+
+def build(user: Any, filters: Filters | None = None) -> dict[str, Any]:
+    """The dashboard's context for these filters (default: everything, first page)."""
+    filters = filters or Filters()
     now = timezone.now()
-    active = list(
-        Release.objects.active().with_related().order_by("service__name", "started_at", "pk")
-    )
-    planned = list(
-        Release.objects.filter(status=ReleaseStatus.PLANNED)
-        .with_related()
-        .order_by("-created_at", "-pk")[:PLANNED_SHOWN]
-    )
+    active = Release.objects.active()
+    planned = Release.objects.filter(status=ReleaseStatus.PLANNED).order_by("-created_at", "-pk")
+    planned_ids = list(planned.values_list("pk", flat=True)[:PLANNED_SHOWN])
+    _refresh_stale(Release.objects.filter(Q(pk__in=active) | Q(pk__in=planned_ids)), now)
+
+    shown = active
+    if filters.service:
+        shown = shown.filter(service__slug=filters.service)
+    if filters.environment:
+        shown = shown.filter(current_stage__environment__slug=filters.environment)
+    if filters.gate:
+        shown = shown.filter(kept_verdict__state=filters.gate)
+    paging = Paging(filters.page, filters.per, shown.count())
+    if filters.page > paging.pages:
+        raise BadFilter(f"page {filters.page} is past the last page ({paging.pages}).")
+    order = _urgency()
+    if filters.order == "service":
+        order = ["service__name", "service_id", *order]
+    start = (filters.page - 1) * filters.per
+    rows = [
+        _row(release, now)
+        for release in _with_kept(shown).order_by(*order)[start : start + filters.per]
+    ]
+    planned_rows = [
+        _row(release, now)
+        for release in _with_kept(Release.objects.filter(pk__in=planned_ids)).order_by(
+            "-created_at", "-pk"
+        )
+    ]
     finished = list(
         Release.objects.filter(
             status__in=ReleaseStatus.finished(), finished_at__gte=now - FINISHED_WITHIN
@@ -108,31 +270,41 @@ def build(user: Any) -> dict[str, Any]:
         .with_related()
         .order_by("-finished_at", "-pk")[:FINISHED_SHOWN]
     )
-    rows = [_row(release, now) for release in active]
-    planned_rows = [_row(release, now) for release in planned]
     mine = waiting_for(user, rows + planned_rows)
     for row in rows + planned_rows:
         row.waiting_for_me = row.release.pk in mine
-    counts = incidents.open_counts(active + planned)
-    groups = [
-        ServiceGroup(
-            service=rows_[0].release.service, rows=rows_, open_incidents=counts.get(sid, 0)
-        )
-        for sid, group in groupby(rows, key=lambda r: r.release.service_id)
-        if (rows_ := list(group))
-    ]
+    counts = incidents.open_counts([r.release for r in rows + planned_rows])
+    if filters.order == "service":
+        groups = [
+            ServiceGroup(
+                service=rows_[0].release.service, rows=rows_, open_incidents=counts.get(sid, 0)
+            )
+            for sid, group in groupby(rows, key=lambda r: r.release.service_id)
+            if (rows_ := list(group))
+        ]
+    else:
+        groups = []
     return {
         "now": now,
+        "filters": filters,
+        "orders": ORDERS,
+        "states": STATES,
+        "services": list(Service.objects.order_by("name").values_list("slug", "name")),
+        "environments": list(
+            Environment.objects.order_by("order", "name").values_list("slug", "name")
+        ),
+        "paging": paging,
+        "previous_query": filters.query(page=filters.page - 1) if filters.page > 1 else None,
+        "next_query": filters.query(page=filters.page + 1)
+        if filters.page < paging.pages
+        else None,
+        "filtered": bool(filters.service or filters.environment or filters.gate),
         "groups": groups,
+        "rows": rows,
         "planned": planned_rows,
         "finished": finished,
         "waiting": [r for r in rows + planned_rows if r.waiting_for_me],
-        "summary": {
-            "running": sum(r.release.status == ReleaseStatus.IN_PROGRESS for r in rows),
-            "paused": sum(r.release.status == ReleaseStatus.PAUSED for r in rows),
-            "red": sum(r.light.colour == "red" for r in rows),
-            "green": sum(r.light.colour == "green" for r in rows),
-        },
+        "summary": _summary(active),
         "incidents_installed": incidents.installed(),
         "open_incidents": incidents.open_total(),
         "finished_within_days": FINISHED_WITHIN.days,
@@ -142,12 +314,26 @@ def build(user: Any) -> dict[str, Any]:
     }
 
 
-def _row(release: Release, now: datetime) -> Row:
-    verdict = gate.evaluate(release, now=now)
-    return Row(
-        release=release,
-        verdict=verdict,
-        light=gate_light(verdict),
-        progress=stage_progress(release),
-        soak=soak_left(release, release.current_stage, now),
-    )
+def _summary(active: QuerySet[Release]) -> dict[str, int]:
+    """The whole fleet's counts, whatever the filters: one query over the kept states."""
+    counts = {
+        (row["status"], row["kept_verdict__state"]): row["n"]
+        for row in active.order_by()
+        .values("status", "kept_verdict__state")
+        .annotate(n=Count("pk"))
+    }
+
+    def total(status: str | None = None, state: str | None = None) -> int:
+        return sum(
+            n
+            for (status_, state_), n in counts.items()
+            if status in (None, status_) and state in (None, state_)
+        )
+
+    return {
+        "running": total(status=ReleaseStatus.IN_PROGRESS),
+        "paused": total(status=ReleaseStatus.PAUSED),
+        "red": total(state=GateState.RED),
+        "amber": total(state=GateState.AMBER),
+        "green": total(state=GateState.GREEN),
+    }

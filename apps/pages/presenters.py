@@ -20,6 +20,7 @@ from apps.releases.gate_checks import Blocker
 from apps.releases.models import Event, Release, Stage
 from apps.rollouts.gate import Verdict
 from apps.rollouts.inputs import INPUTS
+from apps.rollouts.models import KeptVerdict
 from apps.rollouts.transitions import FORCE_PERM, OPERATE_PERM, allowed_actions
 
 # Where on the release page (or elsewhere) each kind of blocker is resolved.
@@ -49,16 +50,27 @@ class Light:
         return {"green": "●", "amber": "▲", "red": "■"}.get(self.colour, "○")
 
 
+def _light(step: str, colour: str, blockers: list[Blocker]) -> Light:
+    """The light of a gate answer from its next step, its colour and its blockers."""
+    if not step:
+        return Light("grey", "Finished", "The release is finished: no next step.")
+    if not blockers:
+        return Light("green", "Green", f"May {step} now.")
+    # The line names the most important blocker; the release page lists them all.
+    first, rest = most_important_first(blockers)
+    summary = first.detail + (f" (and {rest})" if rest else "")
+    return Light(colour, colour.capitalize(), summary)
+
+
 def gate_light(verdict: Verdict) -> Light:
     """Green when the gate is open, amber when it only waits, red when something is wrong."""
-    if not verdict.step:
-        return Light("grey", "Finished", "The release is finished: no next step.")
-    if verdict.can_advance:
-        return Light("green", "Green", f"May {verdict.step} now.")
-    # The line names the most important blocker; the release page lists them all.
-    first, rest = most_important_first(verdict.blockers)
-    summary = first.detail + (f" (and {rest})" if rest else "")
-    return Light(verdict.light, verdict.light.capitalize(), summary)
+    return _light(verdict.step, verdict.light, verdict.blockers)
+
+
+def kept_light(kept: KeptVerdict) -> Light:
+    """The same light from a kept verdict (the gate's stored answer), without evaluating."""
+    blockers = [Blocker(b["kind"], b["detail"]) for b in kept.payload.get("blockers", [])]
+    return _light(kept.payload.get("step") or "", kept.state, blockers)
 
 
 def most_important_first(blockers: list[Blocker]) -> tuple[Blocker, str]:

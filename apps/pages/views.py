@@ -146,9 +146,16 @@ def _back(release: Release, anchor: str = "") -> HttpResponseRedirect:
 @require_GET
 @_refusals_shown
 def dashboard(request: HttpRequest) -> HttpResponse:
-    """Every running or paused release by service, what waits for me, what finished lately."""
+    """The fleet's running and paused releases (filtered, paged), what waits for me, what
+    finished lately."""
     check_perm(Actor.for_user(request.user), VIEW_PERM, NO_VIEW)
-    return render(request, "pages/dashboard.html", dashboard_data.build(request.user))
+    try:
+        filters = dashboard_data.parse_filters(request.GET)
+        context = dashboard_data.build(request.user, filters)
+    except dashboard_data.BadFilter as exc:
+        # A hand-edited or stale link: say what is wrong, offer the unfiltered dashboard.
+        return render(request, "pages/dashboard_bad_filter.html", {"error": str(exc)}, status=400)
+    return render(request, "pages/dashboard.html", context)
 
 
 @login_required

@@ -203,20 +203,29 @@ def _urgency() -> list[Any]:
 
 
 def _with_kept(releases: QuerySet[Release]) -> QuerySet[Release]:
-    return releases.with_related().select_related(
-        "kept_verdict", "current_stage__environment"
+    """What a card shows, in the rows' one query (not the plan or the author: building those
+    objects for a thousand rows costs more than the query)."""
+    return releases.select_related(
+        "service", "environment", "current_stage__environment", "kept_verdict"
     )
 
 
-def _refresh_stale(releases: QuerySet[Release], now: datetime) -> None:
-    """Recompute the kept verdicts that are missing or due among `releases` (one query when
-    none is: the tick keeps them current), so that filtering by state reads fresh rows."""
-    stale = releases.filter(
-        Q(kept_verdict__isnull=True) | Q(kept_verdict__next_change_at__lte=now)
-    ).values_list("pk", flat=True)
-    ids = list(stale)
-    if ids:
-        verdicts.read_many(ids, now=now)
+def _stale(now: datetime) -> Q:
+    """Kept verdicts missing or due (time alone changed them and the tick has not come yet)."""
+    return Q(kept_verdict__isnull=True) | Q(kept_verdict__next_change_at__lte=now)
+
+
+def _planned(now: datetime) -> list[Release]:
+    """The newest planned releases with their kept verdicts (recomputed first if stale)."""
+    planned = _with_kept(Release.objects.filter(status=ReleaseStatus.PLANNED)).order_by(
+        "-created_at", "-pk"
+    )[:PLANNED_SHOWN]
+    releases = list(planned)
+    stale = [r.pk for r in releases if not hasattr(r, "kept_verdict") or r.kept_verdict.is_due(now)]
+    if stale:
+        verdicts.read_many(stale, now=now)
+        releases = list(planned.all())  # a fresh read: the list above is cached
+    return releases
 
 
 def _row(release: Release, now: datetime) -> Row:
@@ -235,9 +244,11 @@ def build(user: Any, filters: Filters | None = None) -> dict[str, Any]:
     filters = filters or Filters()
     now = timezone.now()
     active = Release.objects.active()
-    planned = Release.objects.filter(status=ReleaseStatus.PLANNED).order_by("-created_at", "-pk")
-    planned_ids = list(planned.values_list("pk", flat=True)[:PLANNED_SHOWN])
-    _refresh_stale(Release.objects.filter(Q(pk__in=active) | Q(pk__in=planned_ids)), now)
+    summary, stale = _summary(active, now)
+    if stale:
+        # Before filtering by state, so the filter reads fresh rows.
+        verdicts.read_many(active.filter(_stale(now)).values_list("pk", flat=True), now=now)
+        summary, _ = _summary(active, now)
 
     shown = active
     if filters.service:
@@ -246,7 +257,10 @@ def build(user: Any, filters: Filters | None = None) -> dict[str, Any]:
         shown = shown.filter(current_stage__environment__slug=filters.environment)
     if filters.gate:
         shown = shown.filter(kept_verdict__state=filters.gate)
-    paging = Paging(filters.page, filters.per, shown.count())
+    filtered = bool(filters.service or filters.environment or filters.gate)
+    # Unfiltered, the summary already counted them.
+    total = shown.count() if filtered else summary["running"] + summary["paused"]
+    paging = Paging(filters.page, filters.per, total)
     if filters.page > paging.pages:
         raise BadFilter(f"page {filters.page} is past the last page ({paging.pages}).")
     order = _urgency()
@@ -257,12 +271,7 @@ def build(user: Any, filters: Filters | None = None) -> dict[str, Any]:
         _row(release, now)
         for release in _with_kept(shown).order_by(*order)[start : start + filters.per]
     ]
-    planned_rows = [
-        _row(release, now)
-        for release in _with_kept(Release.objects.filter(pk__in=planned_ids)).order_by(
-            "-created_at", "-pk"
-        )
-    ]
+    planned_rows = [_row(release, now) for release in _planned(now)]
     finished = list(
         Release.objects.filter(
             status__in=ReleaseStatus.finished(), finished_at__gte=now - FINISHED_WITHIN
@@ -295,16 +304,14 @@ def build(user: Any, filters: Filters | None = None) -> dict[str, Any]:
         ),
         "paging": paging,
         "previous_query": filters.query(page=filters.page - 1) if filters.page > 1 else None,
-        "next_query": filters.query(page=filters.page + 1)
-        if filters.page < paging.pages
-        else None,
-        "filtered": bool(filters.service or filters.environment or filters.gate),
+        "next_query": filters.query(page=filters.page + 1) if filters.page < paging.pages else None,
+        "filtered": filtered,
         "groups": groups,
         "rows": rows,
         "planned": planned_rows,
         "finished": finished,
         "waiting": [r for r in rows + planned_rows if r.waiting_for_me],
-        "summary": _summary(active),
+        "summary": summary,
         "incidents_installed": incidents.installed(),
         "open_incidents": incidents.open_total(),
         "finished_within_days": FINISHED_WITHIN.days,
@@ -314,14 +321,19 @@ def build(user: Any, filters: Filters | None = None) -> dict[str, Any]:
     }
 
 
-def _summary(active: QuerySet[Release]) -> dict[str, int]:
-    """The whole fleet's counts, whatever the filters: one query over the kept states."""
-    counts = {
-        (row["status"], row["kept_verdict__state"]): row["n"]
-        for row in active.order_by()
+def _summary(active: QuerySet[Release], now: datetime) -> tuple[dict[str, int], int]:
+    """The whole fleet's counts, whatever the filters, and how many kept verdicts are missing or
+    due: one query over the kept states."""
+    rows = (
+        active.order_by()
         .values("status", "kept_verdict__state")
-        .annotate(n=Count("pk"))
-    }
+        .annotate(n=Count("pk"), stale=Count("pk", filter=_stale(now)))
+    )
+    counts: dict[tuple[str, str | None], int] = {}
+    stale = 0
+    for row in rows:
+        counts[(row["status"], row["kept_verdict__state"])] = row["n"]
+        stale += row["stale"]
 
     def total(status: str | None = None, state: str | None = None) -> int:
         return sum(
@@ -330,10 +342,11 @@ def _summary(active: QuerySet[Release]) -> dict[str, int]:
             if status in (None, status_) and state in (None, state_)
         )
 
-    return {
+    summary = {
         "running": total(status=ReleaseStatus.IN_PROGRESS),
         "paused": total(status=ReleaseStatus.PAUSED),
         "red": total(state=GateState.RED),
         "amber": total(state=GateState.AMBER),
         "green": total(state=GateState.GREEN),
     }
+    return summary, stale

@@ -142,7 +142,7 @@ def test_urgency_order_and_the_most_important_blocker_first(fleet, victor):
     delta = card(html, "4.0.0")
     # The gate lists soak before incidents; the line leads with the incident.
     assert re.search(r'<span class="gate-text">Incident #\d+ \(SEV1', delta), delta
-    assert "(and 1 more)" in delta
+    assert "(and 1 soak)" in delta  # the rest counted by kind
     epsilon = card(html, "5.0.0")
     assert re.search(r'<span class="gate-text">[^<]*[Ss]ign-off', epsilon), epsilon
     assert "Soak" not in re.search(r'<span class="gate-text">([^<]*)', epsilon)[1]

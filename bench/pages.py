@@ -40,7 +40,11 @@ def main() -> None:
     os.environ["BENCH_FLOOR_VIEW"] = "true"
     setup_django("rd_bench_pages")
     machine_report()
-    if not args.reuse:
+    if args.reuse:
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)  # the code may have moved on since the fill
+    else:
         data = fill(releases=args.releases, running=args.running, samples=args.samples)
         print(f"Filled in {data['seconds']:.0f}s")
         keep_verdicts()
@@ -61,9 +65,11 @@ def main() -> None:
           f"running), about {samples:,} samples\n")  # fmt: skip
 
     ensure_roles()
-    from django.contrib.auth.models import Group
+    from django.contrib.auth.models import Group, User
 
-    rita = UserFactory(username="bench-rita", is_staff=True)
+    rita = User.objects.filter(username="bench-rita").first() or UserFactory(
+        username="bench-rita", is_staff=True
+    )
     rita.groups.add(Group.objects.get(name=RELEASE_MANAGERS))
     client = Client()
     client.force_login(rita)

@@ -74,6 +74,7 @@ _LEAD = re.compile(
 _TRAIL = re.compile(
     r"\s+(?:is|are|stays?|remains?|must be|should be|goes|rises|of|degradation|drops?)$", re.I
 )
+_DIGIT = re.compile(r"\d")
 _NEGATE = {">": "<=", ">=": "<", "<": ">=", "<=": ">"}
 _SYMBOLS = {"=<": "<=", "=>": ">=", "≤": "<=", "≥": ">="}
 
@@ -156,7 +157,13 @@ def parse_line(text: str, judgement: _Judgement) -> list[tuple[str, str, float, 
     """(metric, bad-side operator, threshold, unit, for_seconds, significance) of each clause."""
     line = plain(text)
     found: list[tuple[str, str, float, str, int, bool]] = []
+    # A threshold needs a number (or "zero"): most prose lines stop here, before the patterns
+    # whose backtracking is the parse's cost.
+    if not _DIGIT.search(line) and "zero" not in line.lower():
+        return []
     for clause in re.split(r";|,\s+(?=[a-z])|\s+(?:or|and)\s+(?=[a-z][\w ]*\s*(?:[<>≤≥]))", line):
+        if not _DIGIT.search(clause) and "zero" not in clause.lower():
+            continue
         match = _LABELLED.search(clause)
         if match:
             good = match.group("kind").lower().startswith(("target", "slo", "goal"))

@@ -8,6 +8,7 @@ block and half of markdown-it's time went to inline parsing it never used.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ _PLAIN_LABEL = re.compile(r"^(?P<text>[^:]{2,80}):$")
 _TASK = re.compile(r"^\[(?P<mark>[ xX])\](?:[ \t]+|$)")
 
 
+@functools.lru_cache(maxsize=4096)
 def _is_decoration(char: str) -> bool:
     """Emoji and pictographic symbols (✅ 🚀 ⚠️ ★), but not ©, ° or №, which carry meaning."""
     code = ord(char)
@@ -42,7 +44,8 @@ def plain(raw: str) -> str:
     while previous != text:
         previous = text
         text = _EMPHASIS.sub(lambda m: m.group(2) or m.group(3), text)
-    text = "".join(char for char in text if not _is_decoration(char))
+    if not text.isascii():  # ASCII holds no emoji: most lines skip the per-character test
+        text = "".join(char for char in text if not _is_decoration(char))
     return " ".join(text.split())
 
 

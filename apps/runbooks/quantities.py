@@ -3,6 +3,7 @@ values with line numbers."""
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -68,6 +69,8 @@ def _mapping_with_line(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_with_line)
 
 
+# The plan and the criteria read the same code blocks: parse each once (the result is only read).
+@functools.lru_cache(maxsize=512)
 def load_yaml(content: str) -> Any:
     """The YAML document(s) of a code block (a list for several), or None if it is not YAML."""
     try:

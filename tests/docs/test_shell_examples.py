@@ -74,6 +74,11 @@ EXPECT = {
         r"Imported AI Orchestra pre-flight \(v1\)",
         r'"kind":\s*"pre_deployment"',
     ],
+    ("runbooks.md", "--dry-run --json"): [
+        r'"traffic_percentage": 25,',
+        r'"action": "rollback",',
+        r"line 8: 25% \[production\] 25%, soak 86400s",
+    ],
     ("metric-checks.md", "/samples/"): [r'^\{"accepted":2,"duplicates":0\}$'],
     ("signoffs.md", "/artifact/"): [
         r'^\{"release":\d+,"commit_sha":"9fceb02d0ae598e95dc970b74767f19372d61af8","lapsed":\[\]\}$'

@@ -110,6 +110,19 @@ def machine_report() -> None:
 
 
 def free_port() -> int:
+    """A free loopback port: from BENCH_PORTS ("8100-8119") when set (a shared machine hands
+    each person a range), else any the system gives."""
+    span = os.environ.get("BENCH_PORTS", "")
+    if span:
+        low, high = (int(part) for part in span.split("-"))
+        for port in range(low, high + 1):
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+        raise RuntimeError(f"No free port in BENCH_PORTS={span}.")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]

@@ -125,12 +125,39 @@ class MetricSourceAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
 
 
-class PlanCriterionInline(admin.TabularInline):
+# The criterion's eighteen fields in four rows: a tabular inline of them made the plan page
+# 3,900 px wide in a 1,366 px window.
+CRITERION_FIELDSETS = [
+    (
+        None,
+        {
+            "fields": [
+                ("metric", "comparator", "warning_threshold", "critical_threshold"),
+                ("on_warning", "on_critical", "incident_severity", "dry_run", "enabled"),
+            ]
+        },
+    ),
+    (
+        "Compared with",
+        {"fields": [("reference", "tolerance", "significance_test", "p_value")]},
+    ),
+    (
+        "Window",
+        {
+            "fields": [
+                ("for_window", "interval", "consecutive", "min_samples", "inconclusive_limit")
+            ]
+        },
+    ),
+]
+
+
+class PlanCriterionInline(admin.StackedInline):
     """Criteria watching every stage of the plan."""
 
     model = MetricCriterion
     fk_name = "plan"
-    fields = CRITERION_FIELDS
+    fieldsets = CRITERION_FIELDSETS
     extra = 0
     verbose_name = "metric criterion (all stages)"
     verbose_name_plural = "metric criteria (all stages)"
@@ -204,6 +231,16 @@ class MetricCriterionAdmin(RecomputesGates, admin.ModelAdmin):
     ]
     list_select_related = ["metric", "plan", "stage_template__plan"]
     fields = ["plan", "stage_template", *CRITERION_FIELDS]
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        field = super().formfield_for_foreignkey(db_field, request, **kwargs)
+        if db_field.name == "stage_template":
+            # Every plan's stages, so each names its plan: "Progressive · 3. 25%", in plan order.
+            field.queryset = field.queryset.select_related("plan").order_by(
+                "plan__name", "position"
+            )
+            field.label_from_instance = lambda stage: f"{stage.plan.name} · {stage}"
+        return field
 
     @admin.display(description="Criterion")
     def label_column(self, obj: MetricCriterion) -> str:

@@ -334,7 +334,11 @@ class MetricCriterion(models.Model):
 
     def clean(self) -> None:
         errors: dict[str, str] = {}
-        if (self.plan_id is None) == (self.stage_template_id is None):
+        # The plan or stage may be set but not saved yet: a criterion added on "Add rollout
+        # plan" is validated before its plan exists (the id is None, the object is there).
+        has_plan = self.plan_id is not None or self.plan is not None
+        has_stage = self.stage_template_id is not None or self.stage_template is not None
+        if has_plan == has_stage:
             errors["plan"] = "Attach the criterion to a plan (all stages) or to one stage."
         if self.warning_threshold is None and self.critical_threshold is None and not self.success:
             errors["critical_threshold"] = "Give a warning or a critical threshold (or both)."

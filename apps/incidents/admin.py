@@ -327,6 +327,24 @@ class EscalationPolicyAdmin(admin.ModelAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[EscalationPolicy]:
         return super().get_queryset(request).prefetch_related("routings__service", "routing_rules")
 
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        # Saved (a policy may be built in steps), but never silently: a level with no active
+        # contact and no rotation pages nobody when an incident reaches it.
+        silent = [
+            level.label
+            for level in form.instance.levels.prefetch_related("contacts").order_by("position")
+            if level.rotation_id is None and not any(c.active for c in level.contacts.all())
+        ]
+        if silent:
+            one = len(silent) == 1
+            messages.warning(
+                request,
+                f"{', '.join(silent)} of {form.instance.name} page{'s' if one else ''} nobody: "
+                "add an active contact or an on-call rotation, or incidents reaching "
+                f"{'it' if one else 'them'} are paged to no one.",
+            )
+
     @admin.display(description="Services")
     def services(self, obj: EscalationPolicy) -> str:
         return ", ".join(r.service.name for r in obj.routings.all()) or "—"

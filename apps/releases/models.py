@@ -116,7 +116,11 @@ class StageTemplate(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.traffic_percentage}%)"
+        # "3. 25%", not "25% (25%)"; "2. canary (10 %)" when the name is not the percentage.
+        label = f"{self.position + 1}. {self.name}"
+        if self.name.replace(" ", "") != f"{self.traffic_percentage}%":
+            label += f" ({self.traffic_percentage} %)"
+        return label
 
 
 class ReleaseQuerySet(models.QuerySet):
@@ -249,7 +253,11 @@ class Stage(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.traffic_percentage}%)"
+        # "3. 25%", not "25% (25%)"; "2. canary (10 %)" when the name is not the percentage.
+        label = f"{self.position + 1}. {self.name}"
+        if self.name.replace(" ", "") != f"{self.traffic_percentage}%":
+            label += f" ({self.traffic_percentage} %)"
+        return label
 
     def soaked(self, now: datetime, paused_at: datetime | None = None) -> timedelta:
         """Time this stage has run unpaused: paused time does not count toward the soak."""

@@ -63,7 +63,10 @@ class SignOffRuleInline(admin.StackedInline):
         "author_may_approve",
     ]
     filter_horizontal = ["groups"]
-    verbose_name = "sign-off rule (copied onto releases registered after the change)"
+    verbose_name = "sign-off rule"
+    # Said once, for the whole group (Django would pluralise the last word of a long name:
+    # "…AFTER THE CHANGE)S").
+    verbose_name_plural = "Sign-off rules (copied onto releases registered after the change)"
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "stage_template":

@@ -18,14 +18,15 @@ from django.utils import timezone
 from apps.incidents.models import Incident
 from apps.reports import services as reports
 from apps.reports.schedule import period_containing
+from tests.pages import conftest as pages_conftest
 from tests.pages import test_browser as browser_tests
-from tests.pages.test_browser import sign_in
+from tests.pages.conftest import sign_in
 
 # The browser tests' fixtures: Chromium, the plain-HTTP live server, a tab, a started rollout.
-browser = browser_tests.browser
-live_server = browser_tests.live_server
-open_page = browser_tests.open_page
 browser_rollout = browser_tests.browser_rollout
+browser = pages_conftest.browser
+live_server = pages_conftest.live_server
+open_page = pages_conftest.open_page
 
 # What a violation of the policy looks like from inside the page: the event, and Chromium's
 # console line (kept too, for violations the event does not reach, e.g. in a worker).

@@ -85,6 +85,12 @@ def population(transactional_db, clock, settings) -> None:
 
 def cast_member(username: str, *groups: str, **fields: Any) -> Any:
     user = UserFactory(username=username, first_name=username.title(), **fields)
+    # load_demo's people (rita, victor…) already exist with the demo's password: get_or_create
+    # returns them as they are, so give them the tests' password and the roles asked here.
+    user.set_password("pw-for-tests-1")
+    for name, value in fields.items():
+        setattr(user, name, value)
+    user.save()
     for name in groups:
         user.groups.add(Group.objects.get_or_create(name=name)[0])
     return user

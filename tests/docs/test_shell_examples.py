@@ -56,6 +56,9 @@ NOT_RUN = {
     ("signoffs.md", "export RD="): "same",
     ("deploy.md", "pip install"): "installs and exports a production machine's settings",
     ("performance.md", "bench/api.py"): "the benchmarks need PostgreSQL and minutes each",
+    ("configuration.md", "export_config --service"): "tests/configuration runs each command",
+    ("configuration.md", "config/apply?dry_run=1"): "tests/configuration posts the same",
+    ("deploy.md", "gate/?wait=30"): "waits for a release's soak",
 }
 # What each run block must print (regular expressions), found by a phrase in the block.
 EXPECT = {

@@ -26,6 +26,20 @@ def need_service(reason: str) -> None:
     pytest.skip(reason)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _plain_http_for_servers() -> None:
+    """The live server's middleware reads SECURE_SSL_REDIRECT once, when it starts.
+
+    pytest-django's `live_server` is session-scoped, so it starts before any test's `settings`
+    override: without DEBUG in the environment (as in CI) it would redirect every request of
+    every later test to https. Session autouse fixtures are set up before it.
+    """
+    from django.test import override_settings
+
+    with override_settings(SECURE_SSL_REDIRECT=False):
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _plain_http(settings) -> None:
     """The test client speaks plain HTTP; production redirects it to HTTPS."""

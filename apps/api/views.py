@@ -222,7 +222,13 @@ class ReleaseViewSet(
         response = conditional(
             request,
             kept,
-            lambda: {**kept.payload, "version": kept.version, "computed_at": kept.computed_at},
+            # can_advance first, as documented (docs/ci.md): what a reader looks for.
+            lambda: {
+                "can_advance": kept.payload["can_advance"],
+                **kept.payload,
+                "version": kept.version,
+                "computed_at": kept.computed_at,
+            },
         )
         if waited:
             response["X-Gate-Wait"] = waited

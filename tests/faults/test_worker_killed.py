@@ -48,15 +48,18 @@ def test_a_worker_killed_mid_tick_loses_and_doubles_nothing(celery, error_rate, 
     page_on_call(service)
     plan = PlanFactory(slug="watched", stages=[("canary", 10, timedelta(hours=24), False)])
     criterion(plan, error_rate, critical_threshold=0.05, on_critical="rollback")
-    now = timezone.now()
     releases = []
     for n in range(RELEASES):
         # Each in a region of its own: one release of a service runs in an environment at a time.
         region = EnvironmentFactory(name=f"Region {n}", slug=f"region-{n}")
         release = make_release(service=service, environment=region, plan=plan, version=f"3.0.{n}")
         transitions.start(release, actor=system)
-        push(release, error_rate, [0.09] * 3, end=now, count=400)
         releases.append(release)
+    # The samples end now, once the releases are made: on a busy machine making 60 takes long
+    # enough that samples stamped before it fall out of the criterion's one-minute window.
+    now = timezone.now()
+    for release in releases:
+        push(release, error_rate, [0.09] * 3, end=now, count=400)
 
     first = celery.worker()
     tick.apply_async()

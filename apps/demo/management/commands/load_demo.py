@@ -23,7 +23,7 @@ from apps.core.actors import Actor
 from apps.demo import cast
 from apps.demo import metrics as metric_demo
 from apps.releases.models import Environment, Release, RolloutPlan, Service, StageTemplate
-from apps.releases.roles import RELEASE_MANAGERS
+from apps.releases.roles import RELEASE_MANAGERS, ensure_roles
 from apps.rollouts import transitions
 from apps.rollouts.breach_response import run_checks
 from apps.rollouts.registration import register_release
@@ -199,6 +199,8 @@ class Command(BaseCommand):
             raise CommandError("DEBUG is off; pass --allow-production to load demo data anyway.")
         password = os.environ.get("DEMO_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
         with transaction.atomic():
+            # The role groups come from a migration; a flushed database (or a test's) lacks them.
+            ensure_roles()
             admin_user = self._admin(password)
             environments = self._environments()
             plans = self._plans()

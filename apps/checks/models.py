@@ -244,7 +244,7 @@ class MetricCriterion(models.Model):
         choices=Severity.choices,
         blank=True,
         help_text="The severity of the incident a critical breach opens (blank: the "
-        "INCIDENT_BREACH_SEVERITY setting).",
+        "INCIDENTS_BREACH_SEVERITY setting).",
     )
     dry_run = models.BooleanField(
         default=False,

@@ -11,6 +11,8 @@ warnings). Task boxes are checklist items, never criteria; troubleshooting sympt
 
 from __future__ import annotations
 
+import functools
+
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -95,7 +97,7 @@ _WARNING = re.compile(r"\bwarn(ing)?s?\b|investigate|\bsev ?[23]\b|\bmonitor", r
 _GATE = re.compile(r"success criteria|exit criteria|acceptance|go\s*/\s*no[- ]?go", re.I)
 
 
-@dataclass
+@dataclass(frozen=True)  # shared: judge() answers from a cache
 class _Judgement:
     good: bool
     action: str
@@ -104,6 +106,12 @@ class _Judgement:
 
 def judge(contexts: list[str]) -> _Judgement:
     """What the headings and labels around a threshold say: good side or breach, and the action."""
+    # Every threshold under the same headings gets the same answer: judged once per heading set.
+    return _judge(tuple(contexts))
+
+
+@functools.lru_cache(maxsize=1024)
+def _judge(contexts: tuple[str, ...]) -> _Judgement:
     good: bool | None = None
     for name in contexts:
         if re.search(r"go\s*/\s*no[- ]?go", name, re.I) or (

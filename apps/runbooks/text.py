@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ftfy
 import ftfy.bad_codecs  # noqa: F401  (registers "sloppy-windows-1252")
-from ftfy.badness import badness
+from ftfy.badness import badness as _ftfy_badness
 
 MAX_BYTES = 2 * 1024 * 1024
 # How far into the file to look for the signs of a binary file.
@@ -95,6 +95,17 @@ def decode(data: bytes, source: str = "the file") -> tuple[str, list[str]]:
             )
             return _newlines(text), [note]
         raise AssertionError("Latin-1 decodes every byte") from exc
+
+
+def badness(text: str) -> int:
+    """ftfy's count of suspicious sequences, over the lines that can hold any.
+
+    Mojibake is made of non-ASCII characters: an ASCII line scores 0, so only the others are
+    measured (ftfy's regex over a whole 2 MB runbook took 0.6 s, most of the import's time).
+    """
+    if text.isascii():
+        return 0
+    return _ftfy_badness("\n".join(line for line in text.split("\n") if not line.isascii()))
 
 
 def _newlines(text: str) -> str:

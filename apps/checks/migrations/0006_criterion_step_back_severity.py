@@ -20,7 +20,7 @@ class Migration(migrations.Migration):
                     ("sev3", "SEV3 (moderate)"),
                     ("sev4", "SEV4 (info)"),
                 ],
-                help_text="The severity of the incident a critical breach opens (blank: the INCIDENT_BREACH_SEVERITY setting).",
+                help_text="The severity of the incident a critical breach opens (blank: the INCIDENTS_BREACH_SEVERITY setting).",
                 max_length=4,
             ),
         ),

@@ -12,7 +12,6 @@ warnings). Task boxes are checklist items, never criteria; troubleshooting sympt
 from __future__ import annotations
 
 import functools
-
 import re
 from dataclasses import dataclass
 from typing import Any

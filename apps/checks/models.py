@@ -279,6 +279,10 @@ class MetricCriterion(models.Model):
         threshold = self.critical_threshold
         if threshold is None:
             threshold = self.warning_threshold
+        return self.label_at(threshold)
+
+    def label_at(self, threshold: float | None) -> str:
+        """The criterion read at one of its thresholds ("error_rate > 2 %" for the warning)."""
         subject = self.metric.key
         if self.success:
             effect = self.rule().effect
@@ -488,6 +492,21 @@ class CheckResult(models.Model):
 
     def __str__(self) -> str:
         return f"{self.label}: {self.verdict}"
+
+    @property
+    def fired_rule(self) -> str:
+        """The rule that fired: a warning names the warning threshold, not the critical label
+        the result was stored under ("error_rate > 2 % (warning)", not "error_rate > 5 %")."""
+        criterion = self.criterion
+        if (
+            criterion is None
+            or criterion.success
+            or self.threshold is None
+            or self.verdict not in (Verdict.WARN, Verdict.FAIL)
+        ):
+            return self.label
+        level = "warning" if self.verdict == Verdict.WARN else "critical"
+        return f"{criterion.label_at(self.threshold)} ({level})"
 
 
 class CheckNotification(models.Model):

@@ -148,12 +148,13 @@ def test_warning_emails_the_service_once_per_episode(
     message = mail.outbox[0]
     assert message.to == ["oncall@example.com"]
     assert message.subject == (
-        "[AI Orchestra] 2.4.0 → Production: metric check warn — error_rate > 5 %"
+        "[AI Orchestra] 2.4.0 → Production: metric check warn — error_rate > 2 % (warning)"
     )
     assert "Measured: 3 %" in message.body
     assert "threshold 2 %" in message.body
     html = message.alternatives[0][0]
-    assert "error_rate &gt; 5 %" in html and "3 %" in html
+    assert "error_rate &gt; 2 % (warning)" in html and "3 %" in html
+    assert "> 5 %" not in message.subject + message.body, "the critical rule did not fire"
     assert CheckNotification.objects.filter(sent_at__isnull=False).count() == 2
 
 

@@ -8,8 +8,10 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from apps.releases.choices import EventVerb
 from apps.releases.models import (
     Environment,
+    Event,
     Release,
     RolloutPlan,
     Service,
@@ -198,6 +200,36 @@ class ReasonSerializer(serializers.Serializer):
     reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
     force = serializers.BooleanField(required=False, default=False)
     from_stage = StageRefField(required=False, allow_null=True, default=None)
+
+
+class ReleaseEventSerializer(serializers.ModelSerializer):
+    """One entry of a release's story: what happened, who did it, why, and its data (for an
+    automatic pause or rollback, `data.breaches`: criterion, value, threshold)."""
+
+    stage = serializers.CharField(source="stage.name", allow_null=True, default=None)
+    actor = serializers.CharField(source="actor_name")
+    data = serializers.JSONField()
+
+    class Meta:
+        model = Event
+        fields = ["id", "created_at", "verb", "stage", "actor", "actor_kind", "reason", "data"]
+
+
+class ReleaseEventPageSerializer(serializers.Serializer):
+    """A page of events, oldest first (limit / offset, as every list)."""
+
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = ReleaseEventSerializer(many=True)
+
+
+class ReleaseEventQuerySerializer(serializers.Serializer):
+    verb = serializers.MultipleChoiceField(
+        choices=EventVerb.choices,
+        required=False,
+        help_text="Only these verbs (repeat the parameter for several).",
+    )
 
 
 class BlockerSerializer(serializers.Serializer):

@@ -22,7 +22,7 @@ from apps.checks.models import enabled_criteria
 from apps.core.scope import check_service, get_for
 from apps.jobs import heartbeat
 from apps.releases.choices import ReleaseStatus
-from apps.releases.models import Release, RolloutPlan, Service, StageTemplate
+from apps.releases.models import Event, Release, RolloutPlan, Service, StageTemplate
 from apps.rollouts import inputs, transitions, verdicts
 from apps.rollouts.models import KeptVerdict
 from apps.rollouts.registration import register_release
@@ -240,6 +240,25 @@ class ReleaseViewSet(
         """The percentage of traffic the release should serve now (ETag / If-None-Match)."""
         kept = self._kept()
         return conditional(request, kept, lambda: kept.traffic)
+
+    @extend_schema(
+        parameters=[s.ReleaseEventQuerySerializer],
+        responses={200: s.ReleaseEventPageSerializer},
+    )
+    @action(detail=True, methods=["get"])
+    def events(self, request: Request, pk: str | None = None) -> Response:
+        """The release's story, oldest first and paged: every transition, sign-off, checklist
+        tick and override, with who, why and the data (an automatic pause or rollback holds
+        the criterion, value and threshold in `data.breaches`). `?verb=rolled_back&verb=paused`
+        keeps only those."""
+        query = s.ReleaseEventQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        release = self.get_object()
+        events = Event.objects.filter(release=release).select_related("stage")
+        if verbs := query.validated_data.get("verb"):
+            events = events.filter(verb__in=verbs)
+        page = self.paginate_queryset(events.order_by("created_at", "id"))
+        return self.get_paginated_response(s.ReleaseEventSerializer(page, many=True).data)
 
     @extend_schema(
         parameters=[OpenApiParameter("unit", str, required=True, description="User or org id")],

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from django.utils import timezone
 
@@ -70,6 +71,25 @@ def describe(result: CheckResult) -> str:
     return f"Metric check failed: {text}."
 
 
+def evidence(result: CheckResult) -> dict[str, Any]:
+    """The same breach as data, for the transition's event (CI reads it from the events API)."""
+    criterion = result.criterion
+    return {
+        "criterion": criterion.label,
+        "criterion_id": criterion.pk,
+        "metric": criterion.metric.key,
+        "level": "critical" if result.verdict == Verdict.FAIL else "warning",
+        "value": result.value,
+        "comparator": criterion.comparator,
+        "threshold": result.threshold,
+        "reference": criterion.reference,
+        "reference_value": result.reference_value,
+        "delta": result.delta,
+        "p_value": result.p_value,
+        "check_result_id": result.pk,
+    }
+
+
 def open_breach_incident(release: Release, result: CheckResult) -> None:
     """A critical breach opens its release's incident, or adds this criterion to its timeline.
 
@@ -109,7 +129,7 @@ def act(outcome: recording.Outcome, report: ChecksReport) -> None:
             continue
         reason = " ".join(describe(r) for r in triggering)
         try:
-            verb(release, actor=actor, reason=reason)
+            verb(release, actor=actor, reason=reason, breaches=[evidence(r) for r in triggering])
         except transitions.TransitionError as exc:
             # Another tick or a person moved the release since we read it: they acted first.
             report.refused += 1

@@ -8,8 +8,9 @@ functions; nothing else sets Release.status.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -269,14 +270,25 @@ def advance(
 
 
 def pause(
-    release: Release, *, actor: Actor, reason: str = "", from_stage: StageRef | None = None
+    release: Release,
+    *,
+    actor: Actor,
+    reason: str = "",
+    from_stage: StageRef | None = None,
+    breaches: Sequence[dict[str, Any]] = (),
 ) -> Release:
-    """Hold the release at its current traffic; soak time stops counting."""
+    """Hold the release at its current traffic; soak time stops counting.
+
+    `breaches`: the metric checks that made the tick pause it (criterion, value, threshold),
+    kept in the event's data for CI to read (`GET releases/{id}/events/`).
+    """
 
     def apply(r: Release, now: datetime) -> list[Event]:
         r.status, r.paused_at = ReleaseStatus.PAUSED, now
         r.save(update_fields=["status", "paused_at", "updated_at"])
-        data = {"stage": r.current_stage.name}
+        data: dict[str, Any] = {"stage": r.current_stage.name}
+        if breaches:
+            data["breaches"] = list(breaches)
         return [
             Event.record(
                 r, EventVerb.PAUSED, actor, reason=reason, stage=r.current_stage, data=data
@@ -305,15 +317,25 @@ def resume(
 
 
 def rollback(
-    release: Release, *, actor: Actor, reason: str = "", from_stage: StageRef | None = None
+    release: Release,
+    *,
+    actor: Actor,
+    reason: str = "",
+    from_stage: StageRef | None = None,
+    breaches: Sequence[dict[str, Any]] = (),
 ) -> Release:
-    """Take all traffic back from the release; a terminal state."""
+    """Take all traffic back from the release; a terminal state (`breaches` as for pause)."""
 
     def apply(r: Release, now: datetime) -> list[Event]:
         stage = r.current_stage
         _leave(stage, StageStatus.ROLLED_BACK, now, r.paused_at)
         r.stages.filter(status=StageStatus.PENDING).update(status=StageStatus.SKIPPED)
-        data = {"stage": stage.name, "traffic_percentage_before": stage.traffic_percentage}
+        data: dict[str, Any] = {
+            "stage": stage.name,
+            "traffic_percentage_before": stage.traffic_percentage,
+        }
+        if breaches:
+            data["breaches"] = list(breaches)
         r.status, r.finished_at, r.paused_at = ReleaseStatus.ROLLED_BACK, now, None
         r.save(update_fields=["status", "finished_at", "paused_at", "updated_at"])
         return [

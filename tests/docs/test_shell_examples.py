@@ -67,6 +67,10 @@ EXPECT = {
     ("ci.md", "/ofrep/v1/evaluate/flags/"): [
         r'^\{"key":"ai-orchestra","value":false,"variant":"control","reason":"STATIC",'
     ],
+    ("ci.md", "$ID/events/"): [
+        r'^\{"count":1,"next":null,"previous":null,"results":\[\{"id":\d+,"created_at":"[^"]+",'
+        r'"verb":"created",'
+    ],
     ("ci.md", "$ID/gate/"): [
         r'^\{"can_advance":false,"step":"start","stage":null,"status":"planned",',
         r"Checklist 'Pre-deployment' \(0/1 done\) has 1 required item open: All tests pass\.",

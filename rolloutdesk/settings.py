@@ -419,6 +419,8 @@ SPECTACULAR_SETTINGS = {
         "ReleaseStatusEnum": "apps.releases.choices.ReleaseStatus",
         "StageStatusEnum": "apps.releases.choices.StageStatus",
         "IncidentStatusEnum": "apps.incidents.choices.IncidentStatus",
+        # One severity scale for incidents and for the criteria that open them.
+        "SeverityEnum": "apps.releases.choices.Severity",
     },
 }
 

@@ -141,7 +141,8 @@ API: list[Call] = [
              lambda w, name=name, query=query: f"/api/v1/releases/{_r(w)}/{name}/{query}",
              frozenset(READERS))
         for name, query in (("gate", ""), ("traffic", ""), ("bucket", "?unit=u1"),
-                            ("checklists", ""), ("checks/latest", ""), ("signoffs", ""))
+                            ("checklists", ""), ("checks/latest", ""), ("signoffs", ""),
+                            ("events", ""))
     ],
     *[
         Call("POST", f"/api/v1/releases/{{id}}/{name}/",
@@ -181,6 +182,10 @@ API: list[Call] = [
              lambda w: {"runbook": "# R\n- [ ] Tests pass\n", "service": "ai-orchestra"})
         for name in ("preview", "import")
     ],
+    # Configuration as code: release managers, or a token a release manager created (the
+    # matrix's tokens were issued by nobody, so they may not).
+    Call("POST", "/api/v1/config/apply", lambda w: "/api/v1/config/apply?dry_run=1",
+         frozenset({MANAGER, ROOT}), lambda w: {"version": 1}),
 ]  # fmt: skip
 
 

@@ -17,7 +17,7 @@ from apps.checklists.models import PlanChecklist
 from apps.checks.models import MetricCriterion
 from apps.incidents.models import EscalationPolicy
 from apps.releases.models import RolloutPlan
-from apps.releases.roles import APPROVERS
+from apps.releases.roles import APPROVERS, ensure_roles
 from apps.signoffs.models import SignOffRule
 from tests.checklists.helpers import make_template
 from tests.factories import PlanFactory, UserFactory
@@ -28,6 +28,7 @@ pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture
 def admin_tab(browser, live_server):
+    ensure_roles()  # a transactional test before this one may have flushed the migration's groups
     UserFactory(username="root", is_staff=True, is_superuser=True)
     context = browser.new_context(viewport={"width": 1366, "height": 900})
     context.set_default_timeout(10_000)

@@ -408,5 +408,9 @@ def test_the_release_timeline_cannot_be_edited_through_the_admin_or_the_api(worl
     release_delete = root.post(f"/admin/releases/release/{_r(world)}/delete/", {"post": "yes"})
     assert release_delete.status_code == 403
     assert Release.objects.filter(pk=_r(world)).exists()
-    # The API has no route that writes events.
-    assert not [c for c in API if "event" in c.route]
+    # The API has no route that writes events: the release's story is read only.
+    assert [(c.method, c.route) for c in API if "event" in c.route] == [
+        ("GET", "/api/v1/releases/{id}/events/")
+    ]
+    events = f"/api/v1/releases/{_r(world)}/events/"
+    assert root.post(events, {}, content_type="application/json").status_code == 405

@@ -126,8 +126,7 @@ def _latest_text(latest: CheckResult | None) -> str:
         return f"latest {verdict}" + (f" — {latest.detail}" if latest.detail else "")
     text = f"latest {verdict}, {criterion.metric.format(latest.value)}"
     if latest.threshold is not None and latest.verdict in (Verdict.WARN, Verdict.FAIL):
-        level = "warning" if latest.verdict == Verdict.WARN else "critical"
-        text += f" against the {level} threshold {criterion.comparator} "
+        text += f" against the {latest.threshold_level} threshold {criterion.comparator} "
         text += criterion.format_threshold(latest.threshold)
     return text
 

@@ -494,6 +494,11 @@ class CheckResult(models.Model):
         return f"{self.label}: {self.verdict}"
 
     @property
+    def threshold_level(self) -> str:
+        """Which threshold a warn or fail crossed, in words: "warning" or "critical"."""
+        return "critical" if self.verdict == Verdict.FAIL else "warning"
+
+    @property
     def fired_rule(self) -> str:
         """The rule that fired: a warning names the warning threshold, not the critical label
         the result was stored under ("error_rate > 2 % (warning)", not "error_rate > 5 %")."""
@@ -505,8 +510,7 @@ class CheckResult(models.Model):
             or self.verdict not in (Verdict.WARN, Verdict.FAIL)
         ):
             return self.label
-        level = "warning" if self.verdict == Verdict.WARN else "critical"
-        return f"{criterion.label_at(self.threshold)} ({level})"
+        return f"{criterion.label_at(self.threshold)} ({self.threshold_level})"
 
 
 class CheckNotification(models.Model):

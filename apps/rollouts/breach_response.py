@@ -49,7 +49,7 @@ def describe(result: CheckResult) -> str:
     """The criterion, the value and the threshold, as the reason of a transition."""
     criterion = result.criterion
     metric = criterion.metric
-    level = "critical" if result.verdict == Verdict.FAIL else "warning"
+    level = result.threshold_level
     if result.reference_value is not None and result.delta is not None:
         text = (
             f"{criterion.label}: {metric.format(result.value)} against "
@@ -78,7 +78,7 @@ def evidence(result: CheckResult) -> dict[str, Any]:
         "criterion": criterion.label,
         "criterion_id": criterion.pk,
         "metric": criterion.metric.key,
-        "level": "critical" if result.verdict == Verdict.FAIL else "warning",
+        "level": result.threshold_level,
         "value": result.value,
         "comparator": criterion.comparator,
         "threshold": result.threshold,

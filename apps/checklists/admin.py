@@ -17,7 +17,7 @@ from django.utils.html import format_html
 
 from apps.core.actors import Actor
 from apps.releases.admin import RolloutPlanAdmin
-from apps.releases.models import StageTemplate
+from apps.releases.plan_stages import StageChoiceFormSet, stage_key
 
 from .forms import ImportPreviewForm, ItemTickForm, RunbookUploadForm, unsign_runbook
 from .models import (
@@ -203,10 +203,29 @@ class ChecklistTemplateAdmin(admin.ModelAdmin):
 # --- which templates a plan uses ---------------------------------------------------------------
 
 
+class PlanChecklistFormSet(StageChoiceFormSet):
+    """A plan's checklists; a stage-exit one may name a stage added on the same page."""
+
+    stage_empty_label = "— (pre-deployment or post-completion)"
+
+    def clean(self) -> None:
+        super().clean()
+        seen: set[tuple[object, object]] = set()
+        for form in self.forms:
+            data = getattr(form, "cleaned_data", None)
+            if not data or data.get("DELETE") or data.get("template") is None:
+                continue
+            key = (data["template"].pk, stage_key(data.get("stage_template")))
+            if key in seen:
+                raise ValidationError(f"{data['template']} is listed twice for the same stage.")
+            seen.add(key)
+
+
 class PlanChecklistInline(admin.TabularInline):
     """The checklists a plan applies: pre-deployment, a stage's exit, or after completion."""
 
     model = PlanChecklist
+    formset = PlanChecklistFormSet
     fields = ["template", "stage_template"]
     extra = 0
     verbose_name = "checklist"
@@ -218,9 +237,6 @@ class PlanChecklistInline(admin.TabularInline):
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "template":
             kwargs["queryset"] = ChecklistTemplate.objects.filter(is_current=True)
-        if db_field.name == "stage_template":
-            plan_id = request.resolver_match.kwargs.get("object_id")
-            kwargs["queryset"] = StageTemplate.objects.filter(plan_id=plan_id).order_by("position")
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 

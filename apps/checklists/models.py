@@ -154,13 +154,16 @@ class PlanChecklist(models.Model):
         if self.template_id is None:
             return
         kind = self.template.kind
-        if kind == ChecklistKind.STAGE_EXIT and self.stage_template_id is None:
+        # The stage, not its id: on the plan page it may be a stage row saved just before
+        # this one (apps/releases/plan_stages.py), without an id while the page is validated.
+        stage = self.stage_template
+        if kind == ChecklistKind.STAGE_EXIT and stage is None:
             raise ValidationError({"stage_template": "A stage-exit checklist needs its stage."})
-        if kind != ChecklistKind.STAGE_EXIT and self.stage_template_id is not None:
+        if kind != ChecklistKind.STAGE_EXIT and stage is not None:
             raise ValidationError(
                 {"stage_template": f"A {self.template.get_kind_display()} checklist has no stage."}
             )
-        if self.stage_template_id and self.stage_template.plan_id != self.plan_id:
+        if stage is not None and stage.pk and stage.plan_id != self.plan_id:
             raise ValidationError({"stage_template": "Choose a stage of this plan."})
 
 

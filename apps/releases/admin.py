@@ -15,6 +15,7 @@ from django.http import HttpRequest
 from . import gate_inputs
 from .choices import ReleaseStatus
 from .models import Environment, Event, RolloutPlan, Service, StageTemplate
+from .plan_stages import link_stage_formsets
 
 
 @admin.register(Service)
@@ -79,6 +80,9 @@ class RolloutPlanAdmin(admin.ModelAdmin):
     prepopulated_fields = {"slug": ["name"]}
     inlines = [StageTemplateInline]
 
+    class Media:
+        js = ["js/plan-stage-choices.js"]
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[RolloutPlan]:
         return (
             super()
@@ -99,6 +103,12 @@ class RolloutPlanAdmin(admin.ModelAdmin):
     @admin.display(description="Releases", ordering="release_total")
     def release_count(self, obj: RolloutPlan) -> int:
         return obj.release_total
+
+    def _create_formsets(self, request: HttpRequest, obj: Any, change: bool) -> tuple[list, list]:
+        # The checklist and sign-off rule inlines may name a stage added on this same page.
+        formsets, inlines = super()._create_formsets(request, obj, change)
+        link_stage_formsets(formsets)
+        return formsets, inlines
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         super().save_related(request, form, formsets, change)

@@ -7,13 +7,12 @@ from typing import Any
 from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
-from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 from django.utils import timezone
 
 from apps.releases import gate_inputs
 from apps.releases.admin import RolloutPlanAdmin
-from apps.releases.models import StageTemplate
+from apps.releases.plan_stages import StageChoiceFormSet, stage_key
 
 from .models import FreezeWindow, ReleaseSignOffRule, SignOff, SignOffRequest, SignOffRule
 
@@ -31,17 +30,20 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
-class SignOffRuleFormSet(BaseInlineFormSet):
-    """One rule per gate: two rules on the start (or on one stage) are refused by name."""
+class SignOffRuleFormSet(StageChoiceFormSet):
+    """One rule per gate: two rules on the start (or on one stage) are refused by name. A rule
+    may guard leaving a stage added on the same page."""
+
+    stage_empty_label = "The start of the release"
 
     def clean(self) -> None:
         super().clean()
-        seen: set[int | None] = set()
+        seen: set[object] = set()
         for form in self.forms:
-            if not form.cleaned_data or form.cleaned_data.get("DELETE"):
+            if not getattr(form, "cleaned_data", None) or form.cleaned_data.get("DELETE"):
                 continue
             template = form.cleaned_data.get("stage_template")
-            key = template.pk if template else None
+            key = stage_key(template)
             if key in seen:
                 where = f"leaving stage {template.name}" if template else "the start"
                 raise ValidationError(f"Only one sign-off rule per gate: {where} has two.")
@@ -67,16 +69,6 @@ class SignOffRuleInline(admin.StackedInline):
     # Said once, for the whole group (Django would pluralise the last word of a long name:
     # "…AFTER THE CHANGE)S").
     verbose_name_plural = "Sign-off rules (copied onto releases registered after the change)"
-
-    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
-        if db_field.name == "stage_template":
-            # Only this plan's stages; on a new plan there are none yet, only the start.
-            plan_id = (
-                request.resolver_match.kwargs.get("object_id") if request.resolver_match else None
-            )
-            kwargs["queryset"] = StageTemplate.objects.filter(plan_id=plan_id).order_by("position")
-            kwargs["empty_label"] = "The start of the release"
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[SignOffRule]:
         return super().get_queryset(request).select_related("stage_template")

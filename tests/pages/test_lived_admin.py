@@ -1,5 +1,6 @@
 """Issue 19's admin moments in Chromium at 1366×900: a plan built in one save with a plan-wide
-criterion, a start checklist and a start sign-off rule; the plan page fitting its window with
+criterion, a start checklist, a stage-exit checklist and sign-off rules on the start and on
+leaving a stage typed on the same page; the plan page fitting its window with
 readable inline headings; the criterion's stage list naming each stage's plan; and a warning for
 an escalation level that pages nobody."""
 
@@ -56,6 +57,7 @@ def test_a_whole_plan_in_one_save_on_a_page_that_fits(admin_tab, live_server):
     page = admin_tab
     metric = error_rate_metric()
     template = make_template("Pre-flight", ChecklistKind.PRE_DEPLOYMENT, {"Checks": ["Ready"]})
+    exit_list = make_template("Canary exit", ChecklistKind.STAGE_EXIT, {"Exit": ["p95 ok"]})
     approvers = Group.objects.get(name=APPROVERS)
 
     page.goto(f"{live_server.url}/admin/releases/rolloutplan/add/")
@@ -73,7 +75,19 @@ def test_a_whole_plan_in_one_save_on_a_page_that_fits(admin_tab, live_server):
     page.fill(f"[name='{prefix}-critical_threshold']", "0.05")
     prefix = add_inline(page, "checklists-group")
     page.select_option(f"[name='{prefix}-template']", str(template.pk))
+    # A stage-exit checklist and a stage's sign-off rule on a stage typed in above, unsaved yet:
+    # the options are named after the rows as typed.
+    prefix = add_inline(page, "checklists-group")
+    page.select_option(f"[name='{prefix}-template']", str(exit_list.pk))
+    canary_option = re.compile(r"^New stage row \d+: canary \(5 %\)$")
+    stage_labels = page.locator(f"[name='{prefix}-stage_template'] option").all_inner_texts()
+    canary_label = next(label for label in stage_labels if canary_option.match(label))
+    page.select_option(f"[name='{prefix}-stage_template']", label=canary_label)
     prefix = add_inline(page, "signoff_rules-group")
+    page.select_option(f"#id_{prefix}-groups_from", str(approvers.pk))
+    page.locator(f"#id_{prefix}-groups_add").click()
+    prefix = add_inline(page, "signoff_rules-group")
+    page.select_option(f"[name='{prefix}-stage_template']", label=canary_label)
     page.select_option(f"#id_{prefix}-groups_from", str(approvers.pk))
     page.locator(f"#id_{prefix}-groups_add").click()
     shot(page, "admin-plan-add-1366")
@@ -88,8 +102,13 @@ def test_a_whole_plan_in_one_save_on_a_page_that_fits(admin_tab, live_server):
     criterion = MetricCriterion.objects.get(plan=plan)
     assert (criterion.warning_threshold, criterion.critical_threshold) == (0.02, 0.05)
     assert PlanChecklist.objects.filter(plan=plan, template=template).exists()
+    canary = plan.stages.get(name="canary")
+    assert PlanChecklist.objects.get(plan=plan, template=exit_list).stage_template == canary
     rule = SignOffRule.objects.get(plan=plan, stage_template=None)
     assert list(rule.groups.all()) == [approvers]
+    assert list(SignOffRule.objects.get(plan=plan, stage_template=canary).groups.all()) == [
+        approvers
+    ]
 
     # The change page fits the window; every inline heading reads as written.
     assert page.evaluate("document.documentElement.scrollWidth") <= 1366

@@ -80,11 +80,14 @@ def test_rules_are_edited_inline_on_the_plan(plan, groups, rita):
     assert exit_half.stage_template == half and exit_half.approvals_needed == 2
     assert exit_half.describe() == "2 gos in all from members of: Engineering managers, Product"
 
-    # The gate choices are this plan's stages only.
+    # The gate choices are the start, this plan's stages, and the page's blank stage rows.
     choices = client.get(change).context["inline_admin_formsets"]
     rules = next(i for i in choices if i.formset.prefix == prefix)
     field = rules.formset.forms[0].fields["stage_template"]
-    assert set(field.queryset) == set(plan.stages.all())
+    assert set(field.saved.values()) == set(plan.stages.all())
+    offered = [value for value, _ in field.choices]
+    assert offered[0] == "" and {str(s.pk) for s in plan.stages.all()} <= set(offered)
+    assert all(v.startswith("new-") for v in offered[1 + plan.stages.count() :])
 
 
 def test_sign_offs_are_read_only_and_cost_the_same_for_many(

@@ -202,6 +202,23 @@ class ReasonSerializer(serializers.Serializer):
     from_stage = StageRefField(required=False, allow_null=True, default=None)
 
 
+class StepBackSerializer(serializers.Serializer):
+    """Body of a step back: the reason (required), the earlier stage to go to (`to_stage`, by
+    name or position; the previous stage when absent) and the stage the caller saw
+    (`from_stage`). A step back has no gate, so nothing to force."""
+
+    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
+    to_stage = StageRefField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="The earlier stage to step back to: its name (a string) or its position (an "
+        "integer, 0 = the first stage), in the environment the release runs in now. Absent: "
+        "the previous stage. The current stage or a later one is refused (400).",
+    )
+    from_stage = StageRefField(required=False, allow_null=True, default=None)
+
+
 class ReleaseEventSerializer(serializers.ModelSerializer):
     """One entry of a release's story: what happened, who did it, why, and its data (for an
     automatic pause or rollback, `data.breaches`: criterion, value, threshold)."""

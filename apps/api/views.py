@@ -74,23 +74,26 @@ class ReleaseFilter(django_filters.FilterSet):
         fields = ["service", "environment", "status", "version"]
 
 
-def _transition_view(name: str) -> Any:
-    """Build the POST endpoint for one transition; they differ only by the function called."""
+def _transition_view(
+    name: str, body_serializer: type = s.ReasonSerializer, url_path: str = ""
+) -> Any:
+    """Build the POST endpoint for one transition; they differ only by the function called
+    (and a step back's body, which may name the stage it goes to)."""
 
     def view(self: ReleaseViewSet, request: Request, pk: str | None = None) -> Response:
         release = self.get_object()
-        body = s.ReasonSerializer(data=request.data)
+        body = body_serializer(data=request.data)
         body.is_valid(raise_exception=True)
         inputs.run(release, name, actor=actor_for(request), **body.validated_data)
         return Response(s.ReleaseDetailSerializer(self._reload(release)).data)
 
     view.__name__ = name
     view.__doc__ = transitions.ACTIONS[name].__doc__
-    endpoint = action(detail=True, methods=["post"], url_path=name)(view)
+    endpoint = action(detail=True, methods=["post"], url_path=url_path or name)(view)
     # After @action, not under it: @action replaces the function's kwargs, where extend_schema
     # keeps its schema (the schema said these took a Release body and never answered 409).
     schema = extend_schema(
-        request=s.ReasonSerializer, responses={200: s.ReleaseDetailSerializer, 409: CONFLICT}
+        request=body_serializer, responses={200: s.ReleaseDetailSerializer, 409: CONFLICT}
     )
     return schema(endpoint)
 
@@ -173,6 +176,7 @@ class ReleaseViewSet(
     resume = _transition_view("resume")
     rollback = _transition_view("rollback")
     abort = _transition_view("abort")
+    step_back = _transition_view("step_back", s.StepBackSerializer, url_path="step-back")
 
     def _kept(self) -> KeptVerdict:
         """The release's kept verdict, if this caller may have the release (as get_object).

@@ -21,7 +21,7 @@ from apps.releases.models import Event, Release, Stage
 from apps.rollouts.gate import Verdict
 from apps.rollouts.inputs import INPUTS
 from apps.rollouts.models import KeptVerdict
-from apps.rollouts.transitions import FORCE_PERM, OPERATE_PERM, allowed_actions
+from apps.rollouts.transitions import FORCE_PERM, OPERATE_PERM, allowed_actions, earlier_stages
 
 # Where on the release page (or elsewhere) each kind of blocker is resolved.
 BLOCKER_TARGETS: dict[str, tuple[str, str]] = {
@@ -206,6 +206,8 @@ class Action:
     gate_red: bool = False
     may_force: bool = False
     reason_required: bool = False  # apps.rollouts.inputs; forcing always needs one
+    # A step back's optional choice of an earlier stage: (position, label), the previous first.
+    stage_choices: list[tuple[int, str]] = field(default_factory=list)
 
 
 def transition_actions(
@@ -222,7 +224,8 @@ def transition_actions(
     )
     first = stages[0] if stages else None
     actions = []
-    for name in allowed_actions(release):
+    for name in allowed_actions(release, stages):
+        stage_choices: list[tuple[int, str]] = []
         if name == "start":
             where = f" at {first.name} ({first.traffic_percentage} %)" if first else ""
             label, confirm = "Start", f"Start{where}"
@@ -238,6 +241,15 @@ def transition_actions(
             label, confirm = "Resume", "Resume"
         elif name == "rollback":
             label, confirm = "Roll back", "Roll back to 0 %"
+        elif name == "step_back":
+            earlier = earlier_stages(release, stages)
+            previous = earlier[-1]
+            label = "Step back"
+            confirm = f"Step back from {release.traffic_percentage} %"
+            stage_choices = [
+                (s.position, f"{s.name} ({s.traffic_percentage} %)") for s in reversed(earlier)
+            ]
+            stage_choices[0] = (previous.position, f"{stage_choices[0][1]}, the previous stage")
         else:
             label, confirm = "Abort", "Abort this release"
         gated = INPUTS[name].gated
@@ -253,6 +265,7 @@ def transition_actions(
                 gate_red=gated and not verdict.can_advance,
                 may_force=gated and may_force and not verdict.can_advance,
                 reason_required=INPUTS[name].reason_required,
+                stage_choices=stage_choices,
             )
         )
     return actions
@@ -282,6 +295,12 @@ def describe_event(event: Event) -> EventRow:
             what += ", past a red gate"
     elif verb == EventVerb.COMPLETED:
         what = f"from {data.get('from_stage', '?')}: serving 100 %"
+    elif verb == EventVerb.STEPPED_BACK:
+        before, after = data.get("traffic_percentage_before", "?"), data.get("traffic_percentage")
+        what = (
+            f"from {before} % to {'?' if after is None else after} % "
+            f"({data.get('from_stage', '?')} to {data.get('to_stage', '?')})"
+        )
     elif verb == EventVerb.ROLLED_BACK:
         before = data.get("traffic_percentage_before", "?")
         what = f"from {data.get('stage', '?')} ({before} %): traffic 0 %"

@@ -182,18 +182,24 @@ def _describe(release: Release) -> str:
 @require_POST
 @_refusals_shown
 def transition(request: HttpRequest, pk: int) -> HttpResponse:
-    """Start, advance, pause, resume, roll back or abort, with the reason apps.rollouts.inputs
-    asks for, through transitions."""
+    """Start, advance, pause, resume, roll back, abort or step back, with the reason
+    apps.rollouts.inputs asks for, through transitions."""
     release = _release(request, pk, OPERATE_PERM, "Only release managers may operate releases.")
     action = request.POST.get("action", "")
     reason = request.POST.get("reason", "").strip()
     force = request.POST.get("force") == "1"
-    form = {"action": action, "reason": reason}
+    form: dict[str, Any] = {"action": action, "reason": reason}
     if action not in ACTIONS:
         return _refused(request, release, f"Unknown action {action!r}.", 400)
+    # A step back's earlier stage, by position (the page's select); absent: the previous one.
+    posted_stage = request.POST.get("to_stage", "").strip()
+    if posted_stage and not posted_stage.isdigit():
+        return _refused(request, release, f"No stage at position {posted_stage!r}.", 400)
+    stage = {"to_stage": int(posted_stage)} if posted_stage else {}
+    form.update(stage)
     try:
         # Before the stale-page check: a missing reason is the form's fault, whatever changed.
-        inputs.check(action, reason=reason, force=force)
+        inputs.check(action, reason=reason, force=force, **stage)
     except ValidationError as exc:
         return _refused(request, release, " ".join(exc.messages), 400, form=form)
     if request.POST.get("seen", _state(release)) != _state(release):
@@ -206,7 +212,7 @@ def transition(request: HttpRequest, pk: int) -> HttpResponse:
         )
     try:
         actor = Actor.for_user(request.user)
-        release = inputs.run(release, action, actor=actor, reason=reason, force=force)
+        release = inputs.run(release, action, actor=actor, reason=reason, force=force, **stage)
     except TransitionForbidden as exc:
         return _refused(request, release, exc.message, 403, form=form)
     except TransitionError as exc:

@@ -28,7 +28,7 @@ from apps.signoffs.services import change_commit
 from . import gate, inputs
 from .breach_response import run_checks_now
 from .registration import register_release
-from .transitions import TransitionError, allowed_actions
+from .transitions import TransitionError, allowed_actions, earlier_stages
 
 # How many released names one success message lists before it says "and N more".
 MESSAGE_NAME_LIMIT = 10
@@ -138,6 +138,31 @@ class ReasonForm(forms.Form):
         self.fields["reason"].required = reason_required
 
 
+class StepBackForm(ReasonForm):
+    """A step back's reason page also asks where to: the previous stage unless one is chosen."""
+
+    to_stage = forms.TypedChoiceField(
+        required=False,
+        coerce=int,
+        empty_value=None,
+        label="Step back to",
+        help_text="Blank: each release's previous stage.",
+    )
+
+    def __init__(self, *args: Any, releases: list[Release], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        choices: list[tuple[Any, str]] = [("", "The previous stage")]
+        if len(releases) == 1:
+            # One release: its earlier stages by position (names may repeat across releases).
+            choices += [(stage.position, str(stage)) for stage in earlier_stages(releases[0])]
+        field = self.fields["to_stage"]
+        if len(releases) > 1:
+            field.help_text = (
+                "Several releases are selected: each steps back to its previous stage."
+            )
+        field.choices = choices
+
+
 @dataclass(frozen=True)
 class TransitionAction:
     """How an admin action presents one transition."""
@@ -159,6 +184,7 @@ TRANSITION_ACTIONS: dict[str, TransitionAction] = {
     "resume": TransitionAction("resume_releases", "resume", "Resumed"),
     "rollback": TransitionAction("rollback_releases", "roll back", "Rolled back"),
     "abort": TransitionAction("abort_releases", "abort", "Aborted"),
+    "step_back": TransitionAction("step_back_releases", "step back", "Stepped back"),
     "force": TransitionAction(
         "force_advance_releases", "force past the red gate", "Forced ahead", force=True
     ),
@@ -207,6 +233,7 @@ class ReleaseAdmin(admin.ModelAdmin):
         "resume_releases",
         "rollback_releases",
         "abort_releases",
+        "step_back_releases",
         "force_advance_releases",
         "run_metric_checks",
     ]
@@ -402,6 +429,13 @@ class ReleaseAdmin(admin.ModelAdmin):
     def abort_releases(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         return self._transition(request, queryset, "abort")
 
+    @admin.action(
+        description="Step the selected releases' traffic back to an earlier stage",
+        permissions=["operate"],
+    )
+    def step_back_releases(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return self._transition(request, queryset, "step_back")
+
     @admin.action(description="Force the next step past a red gate", permissions=["force"])
     def force_advance_releases(
         self, request: HttpRequest, queryset: QuerySet
@@ -417,10 +451,12 @@ class ReleaseAdmin(admin.ModelAdmin):
         for release in running:
             report = run_checks_now(release)
             results += report.results
-            acted += len(report.paused) + len(report.rolled_back)
+            acted += len(report.paused) + len(report.rolled_back) + len(report.stepped_back)
         text = f"Checked {len(running)} running release(s): {results} criterion result(s)"
         if acted:
-            text += f"; {acted} release(s) paused or rolled back by a failing criterion"
+            text += (
+                f"; {acted} release(s) paused, stepped back or rolled back by a breaching criterion"
+            )
         if skipped:
             text += f"; {skipped} not running, not checked"
         self.message_user(request, text + ".", messages.WARNING if acted else messages.SUCCESS)
@@ -433,16 +469,21 @@ class ReleaseAdmin(admin.ModelAdmin):
         releases = list(queryset.order_by("pk"))
         confirmed = "apply" in request.POST
         required = spec.reason_required(key)
-        form = ReasonForm(request.POST if confirmed else None, reason_required=required)
+        data = request.POST if confirmed else None
+        if key == "step_back":
+            form = StepBackForm(data, reason_required=required, releases=releases)
+        else:
+            form = ReasonForm(data, reason_required=required)
         if not (confirmed and form.is_valid()):
             return self._reason_page(request, releases, spec, form)
 
         reason = form.cleaned_data["reason"]
+        to_stage = form.cleaned_data.get("to_stage")
         actor = Actor.for_user(request.user)
         done: list[Release] = []
         for release in releases:
             try:
-                self._apply(release, key, spec, actor, reason)
+                self._apply(release, key, spec, actor, reason, to_stage)
             except TransitionError as exc:
                 details = [b.detail for b in exc.blockers if b.detail not in exc.message]
                 refusal = " ".join([exc.message, *details])
@@ -470,12 +511,19 @@ class ReleaseAdmin(admin.ModelAdmin):
 
     @staticmethod
     def _apply(
-        release: Release, key: str, spec: TransitionAction, actor: Actor, reason: str
+        release: Release,
+        key: str,
+        spec: TransitionAction,
+        actor: Actor,
+        reason: str,
+        to_stage: int | None = None,
     ) -> Release:
         if spec.force:
             return inputs.run(
                 release, inputs.forced_step(release), actor=actor, reason=reason, force=True
             )
+        if to_stage is not None:
+            return inputs.run(release, key, actor=actor, reason=reason, to_stage=to_stage)
         return inputs.run(release, key, actor=actor, reason=reason)
 
     def _reason_page(

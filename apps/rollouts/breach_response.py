@@ -1,9 +1,13 @@
 """Responding to metric breaches: evaluate in-progress releases' criteria and act on them.
 
-A criterion whose critical breach is sustained pauses or rolls back its release through the
-transitions module (which refuses a release that moved since we read it, so two ticks at once
-roll back once); a warning, or a critical breach whose action is "notify", emails the service's
-list once per breach episode (the notification row is claimed, so two ticks send one email).
+A criterion whose critical breach is sustained pauses, steps back or rolls back its release
+through the transitions module (which refuses a release that moved since we read it, so two
+ticks at once roll back once); a warning may step back too. A step back is taken once per breach
+episode (the timeline's step-back event names the episodes it answered), so a breach still
+measured on the next tick does not take traffic down a second time; a new breach at the lower
+stage steps back again ("75 → 50 → 25"). A warning, or a critical breach whose action is
+"notify", emails the service's list once per breach episode (the notification row is claimed,
+so two ticks send one email).
 Dry-run criteria are evaluated and recorded, never acted on.
 """
 
@@ -23,8 +27,8 @@ from apps.checks.models import CheckResult
 from apps.core.actors import Actor
 from apps.incidents import lifecycle as incidents
 from apps.jobs.runner import Run, job
-from apps.releases.choices import ReleaseStatus
-from apps.releases.models import Release
+from apps.releases.choices import EventVerb, ReleaseStatus
+from apps.releases.models import Event, Release
 
 from . import transitions
 
@@ -41,6 +45,7 @@ class ChecksReport:
     results: int = 0
     paused: list[int] = field(default_factory=list)
     rolled_back: list[int] = field(default_factory=list)
+    stepped_back: list[int] = field(default_factory=list)
     notified: int = 0
     refused: int = 0
 
@@ -87,7 +92,41 @@ def evidence(result: CheckResult) -> dict[str, Any]:
         "delta": result.delta,
         "p_value": result.p_value,
         "check_result_id": result.pk,
+        # What the criterion is set to do at this level, and the breach episode it is part of:
+        # a step back is taken once per episode (`_answered_episodes`).
+        "action": _action_of(result),
+        "episode": result.episode,
     }
+
+
+def _action_of(result: CheckResult) -> str:
+    criterion = result.criterion
+    return criterion.on_critical if result.verdict == Verdict.FAIL else criterion.on_warning
+
+
+def _steps_back(result: CheckResult) -> bool:
+    return _action_of(result) == CriticalAction.STEP_BACK and result.verdict in (
+        Verdict.WARN,
+        Verdict.FAIL,
+    )
+
+
+def _answered_episodes(release: Release) -> set[tuple[int, int]]:
+    """(criterion id, episode) of every breach a step back (or the pause taken instead, at the
+    first stage) already answered: the timeline holds them in its events' data.breaches.
+
+    Read back from the events rather than claimed apart: the event is written in the step's own
+    transaction, so it exists exactly when the step happened.
+    """
+    answered = set()
+    events = Event.objects.filter(
+        release=release, verb__in=(EventVerb.STEPPED_BACK, EventVerb.PAUSED)
+    ).values_list("data", flat=True)
+    for data in events:
+        for breach in (data or {}).get("breaches", []):
+            if breach.get("action") == CriticalAction.STEP_BACK:
+                answered.add((breach.get("criterion_id"), breach.get("episode")))
+    return answered
 
 
 def open_breach_incident(release: Release, result: CheckResult) -> None:
@@ -113,31 +152,40 @@ def open_breach_incident(release: Release, result: CheckResult) -> None:
 
 
 def act(outcome: recording.Outcome, report: ChecksReport) -> None:
-    """Pause, roll back or notify for one release's results."""
+    """Pause, step back, roll back or notify for one release's results.
+
+    At most one transition per release and tick, the most severe first: roll back, a critical
+    step back, pause, a warning's step back.
+    """
     release = outcome.release
     live = [r for r in outcome.results if not r.dry_run and r.criterion is not None]
     failing = [r for r in live if r.verdict == Verdict.FAIL]
     for result in failing:
         open_breach_incident(release, result)
     actor = Actor.system(ACTOR_NAME)
-    for action, verb, done in (
-        (CriticalAction.ROLLBACK, transitions.rollback, report.rolled_back),
-        (CriticalAction.PAUSE, transitions.pause, report.paused),
-    ):
-        triggering = [r for r in failing if r.criterion.on_critical == action]
-        if not triggering:
-            continue
-        reason = " ".join(describe(r) for r in triggering)
-        try:
-            verb(release, actor=actor, reason=reason, breaches=[evidence(r) for r in triggering])
-        except transitions.TransitionError as exc:
-            # Another tick or a person moved the release since we read it: they acted first.
-            report.refused += 1
-            logger.info("Metric checks left release %s alone: %s", release.pk, exc.message)
+    stepping = [r for r in live if _steps_back(r)]
+    if stepping:
+        answered = _answered_episodes(release)
+        stepping = [r for r in stepping if (r.criterion_id, r.episode) not in answered]
+    critical_step = any(r.verdict == Verdict.FAIL for r in stepping)
+    order = [
+        (
+            CriticalAction.ROLLBACK,
+            [r for r in failing if r.criterion.on_critical == CriticalAction.ROLLBACK],
+        ),
+        (CriticalAction.STEP_BACK, stepping if critical_step else []),
+        (
+            CriticalAction.PAUSE,
+            [r for r in failing if r.criterion.on_critical == CriticalAction.PAUSE],
+        ),
+        (CriticalAction.STEP_BACK, stepping),
+    ]
+    for action, triggering in order:
+        if triggering:
+            # Taken or refused (someone moved the release first), that is this tick's answer;
+            # the transition's own notification tells the service's list.
+            _transition(outcome, action, triggering, actor, report)
             return
-        done.append(release.pk)
-        recording.record_action(outcome.run, f"{action}: {triggering[0].label}")
-        return  # the transition's own notification tells the service's list
     to_notify = [
         r
         for r in live
@@ -152,6 +200,40 @@ def act(outcome: recording.Outcome, report: ChecksReport) -> None:
         check_messages.tell(notification, release)
     if to_notify:
         recording.record_action(outcome.run, f"notify: {', '.join(r.label for r in to_notify)}")
+
+
+def _transition(
+    outcome: recording.Outcome,
+    action: str,
+    triggering: list[CheckResult],
+    actor: Actor,
+    report: ChecksReport,
+) -> None:
+    """Take one release's transition for the triggering results."""
+    release = outcome.release
+    reason = " ".join(describe(r) for r in triggering)
+    breaches = [evidence(r) for r in triggering]
+    done = {
+        CriticalAction.ROLLBACK: (transitions.rollback, report.rolled_back),
+        CriticalAction.PAUSE: (transitions.pause, report.paused),
+        CriticalAction.STEP_BACK: (transitions.step_back, report.stepped_back),
+    }
+    noted = action
+    if action == CriticalAction.STEP_BACK and not transitions.can_step_back(release):
+        # Nowhere lower to go: hold the release where it is rather than do nothing.
+        action = CriticalAction.PAUSE
+        noted = "pause (no earlier stage to step back to)"
+        reason += " No earlier stage to step back to: paused instead."
+    verb, taken = done[action]
+    try:
+        verb(release, actor=actor, reason=reason, breaches=breaches)
+    except transitions.TransitionError as exc:
+        # Another tick or a person moved the release since we read it: they acted first.
+        report.refused += 1
+        logger.info("Metric checks left release %s alone: %s", release.pk, exc.message)
+        return
+    taken.append(release.pk)
+    recording.record_action(outcome.run, f"{noted}: {triggering[0].label}")
 
 
 def needs_action(outcome: recording.Outcome) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -51,12 +51,22 @@ ALLOWED_FROM: dict[str, set[str]] = {
     "resume": {ReleaseStatus.PAUSED},
     "rollback": {ReleaseStatus.IN_PROGRESS, ReleaseStatus.PAUSED},
     "abort": {ReleaseStatus.PLANNED},
+    # Paused too: a release manager holding a release may take traffic down before deciding.
+    "step_back": {ReleaseStatus.IN_PROGRESS, ReleaseStatus.PAUSED},
 }
 
 
-def allowed_actions(release: Release) -> list[str]:
-    """The transitions the release's status permits now (the gate may still refuse one)."""
-    return [action for action, sources in ALLOWED_FROM.items() if release.status in sources]
+def allowed_actions(release: Release, stages: Sequence[Stage] | None = None) -> list[str]:
+    """The transitions the release's status permits now (the gate may still refuse one).
+
+    Step back only where there is an earlier stage to go to: not at the first stage. `stages`:
+    the release's stages when the caller has them read already (saves a query).
+    """
+    return [
+        action
+        for action, sources in ALLOWED_FROM.items()
+        if release.status in sources and (action != "step_back" or can_step_back(release, stages))
+    ]
 
 
 def _authorize(actor: Actor, release: Release, *, force: bool, reason: str) -> None:
@@ -122,6 +132,7 @@ def _run(
     release has left it, so a retried or doubled request never takes the step twice.
     """
     seen = (release.status, release.current_stage_id)
+    words = action.replace("_", " ")  # "step back", not "step_back", in what people read
     with transaction.atomic():
         locked = (
             Release.objects.select_for_update(of=("self",))
@@ -134,13 +145,13 @@ def _run(
             # what they saw would do the step twice.
             raise TransitionError(
                 f"The release changed meanwhile: it is now {_describe_state(locked)}. "
-                f"Look again before you {action}."
+                f"Look again before you {words}."
             )
         if from_stage is not None:
-            _check_from_stage(locked, from_stage, action)
+            _check_from_stage(locked, from_stage, words)
         if locked.status not in ALLOWED_FROM[action]:
             raise TransitionError(
-                f"Cannot {action} a release that is {locked.get_status_display().lower()}."
+                f"Cannot {words} a release that is {locked.get_status_display().lower()}."
             )
         events = apply(locked, timezone.now())
         # The emails are rows of this transaction: they go out if and only if the step holds.
@@ -359,6 +370,135 @@ def abort(
     return _run(release, "abort", actor, reason, apply, from_stage=from_stage)
 
 
+def can_step_back(release: Release, stages: Sequence[Stage] | None = None) -> bool:
+    """Whether the release has an earlier stage in its current environment to step back to."""
+    return bool(earlier_stages(release, stages))
+
+
+def earlier_stages(release: Release, stages: Sequence[Stage] | None = None) -> list[Stage]:
+    """The stages a step back may go to, first to last: earlier ones in the current stage's
+    environment (`stages`: the release's, when the caller has them read already)."""
+    stage = release.current_stage
+    if release.status not in ReleaseStatus.active() or stage is None or stage.position == 0:
+        return []
+    if stages is None:
+        stages = release.stages.filter(position__lt=stage.position).order_by("position")
+    return [
+        s
+        for s in stages
+        if s.position < stage.position and s.environment_id == stage.environment_id
+    ]
+
+
+def _describe_stage(stage: Stage) -> str:
+    return f"{stage.name} ({stage.traffic_percentage} %)"
+
+
+def _stage_to_step_to(r: Release, to_stage: StageRef | None) -> Stage:
+    """The earlier stage a step back goes to: the one named, else the one before the current.
+
+    Only within the environment the release runs in now: taking it out of production into
+    staging is sending it back to an earlier environment, another step with other
+    consequences than serving fewer users.
+    """
+    current = r.current_stage
+    stages = list(r.stages.order_by("position"))
+    if to_stage is None:
+        earlier = earlier_stages(r, stages)
+        if not earlier:
+            first = "first stage" if current.position == 0 else "first stage in this environment"
+            raise TransitionError(
+                f"Cannot step back from {_describe_stage(current)}: it is the release's {first}, "
+                "there is no earlier stage to step back to. Pause or roll back instead."
+            )
+        return earlier[-1]
+    if isinstance(to_stage, str):
+        named = [s for s in stages if s.name == to_stage]
+        if len(named) > 1:
+            raise ValidationError(
+                {
+                    "to_stage": f"{len(named)} stages of this release are named {to_stage!r}: "
+                    "give the stage's position instead."
+                }
+            )
+    else:
+        named = [s for s in stages if s.position == to_stage]
+    if not named:
+        names = ", ".join(f"{s.position}: {s.name}" for s in stages)
+        raise ValidationError(
+            {"to_stage": f"This release has no stage {to_stage!r}; its stages are {names}."}
+        )
+    target = named[0]
+    if target.position >= current.position:
+        where = "the current stage" if target == current else "a later stage"
+        raise ValidationError(
+            {
+                "to_stage": f"{_describe_stage(target)} is {where}, not an earlier one: the "
+                f"release is at {_describe_stage(current)}. A step back goes to an earlier "
+                "stage; to go ahead, advance."
+            }
+        )
+    if target.environment_id != current.environment_id:
+        raise ValidationError(
+            {
+                "to_stage": f"{_describe_stage(target)} runs in {target.environment.name}, the "
+                f"release now runs in {current.environment.name}: a step back keeps to one "
+                "environment (taking the release out of it is sending it back)."
+            }
+        )
+    return target
+
+
+def step_back(
+    release: Release,
+    *,
+    actor: Actor,
+    reason: str = "",
+    to_stage: StageRef | None = None,
+    from_stage: StageRef | None = None,
+    breaches: Sequence[dict[str, Any]] = (),
+) -> Release:
+    """Take traffic back to an earlier stage (the previous one unless `to_stage` names one).
+
+    The runbooks' gradual rollback: 75 → 50 → 25 % while the issue is watched. The stage left
+    and any in between become pending again, without stamps: a later advance enters them
+    afresh, so their soak, sign-offs and checks start over. The stage stepped to is entered
+    again now: its soak counts from now. A paused release stays paused (its soak starts when
+    it resumes); a running one keeps running. `breaches` as for pause.
+    """
+
+    def apply(r: Release, now: datetime) -> list[Event]:
+        current = r.current_stage
+        target = _stage_to_step_to(r, to_stage)
+        r.stages.filter(position__gt=target.position, position__lte=current.position).update(
+            status=StageStatus.PENDING, entered_at=None, exited_at=None, paused_for=timedelta(0)
+        )
+        target.status, target.entered_at, target.exited_at = StageStatus.ACTIVE, now, None
+        target.paused_for = timedelta(0)
+        target.save(update_fields=["status", "entered_at", "exited_at", "paused_for"])
+        r.current_stage = target
+        fields = ["current_stage", "updated_at"]
+        if r.paused_at is not None:
+            # Soak arithmetic reads paused_at as "paused since": the stage stepped to has been
+            # paused only since it was entered. The pause's own start stays in the timeline.
+            r.paused_at = now
+            fields.append("paused_at")
+        r.save(update_fields=fields)
+        data: dict[str, Any] = {
+            "from_stage": current.name,
+            "to_stage": target.name,
+            "traffic_percentage_before": current.traffic_percentage,
+            "traffic_percentage": target.traffic_percentage,
+        }
+        if breaches:
+            data["breaches"] = list(breaches)
+        return [
+            Event.record(r, EventVerb.STEPPED_BACK, actor, reason=reason, stage=target, data=data)
+        ]
+
+    return _run(release, "step_back", actor, reason, apply, from_stage=from_stage)
+
+
 ACTIONS: dict[str, Callable[..., Release]] = {
     "start": start,
     "advance": advance,
@@ -366,4 +506,5 @@ ACTIONS: dict[str, Callable[..., Release]] = {
     "resume": resume,
     "rollback": rollback,
     "abort": abort,
+    "step_back": step_back,
 }

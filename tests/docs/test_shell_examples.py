@@ -71,6 +71,11 @@ EXPECT = {
         r'^\{"count":1,"next":null,"previous":null,"results":\[\{"id":\d+,"created_at":"[^"]+",'
         r'"verb":"created",'
     ],
+    ("ci.md", "/step-back/"): [
+        r'"status":"in_progress","stage":"canary","traffic_percentage":5',
+        # traffic/: its keys in any order (PostgreSQL's jsonb keeps them sorted its own way).
+        r'^\{(?=[^{}]*"percentage":5)(?=[^{}]*"stage":"canary")[^{}]*\}$',
+    ],
     ("ci.md", "$ID/gate/"): [
         r'^\{"can_advance":false,"step":"start","stage":null,"status":"planned",',
         r"Checklist 'Pre-deployment' \(0/1 done\) has 1 required item open: All tests pass\.",

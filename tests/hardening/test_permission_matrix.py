@@ -150,6 +150,10 @@ API: list[Call] = [
              frozenset(OPERATORS), lambda w: {"reason": "matrix"})
         for name in ("start", "advance", "pause", "resume", "rollback", "abort")
     ],
+    # The release is at its first stage: a step back reaches the domain and is refused (409).
+    Call("POST", "/api/v1/releases/{id}/step-back/",
+         lambda w: f"/api/v1/releases/{_r(w)}/step-back/", frozenset(OPERATORS),
+         lambda w: {"reason": "matrix"}),
     Call("POST", "/api/v1/releases/{id}/artifact/", lambda w: f"/api/v1/releases/{_r(w)}/artifact/",
          frozenset(OPERATORS), lambda w: {"commit_sha": "a" * 40}),
     # Reporting a key ticks automated items: CI's (its token's) alone, never a person's.
@@ -240,6 +244,8 @@ class PagePost:
 PAGE_POSTS = [
     PagePost("transition", lambda w: f"/releases/{_r(w)}/transition/",
              {"action": "pause", "reason": "matrix"}, frozenset({MANAGER, ROOT})),
+    PagePost("step back", lambda w: f"/releases/{_r(w)}/transition/",
+             {"action": "step_back", "reason": "matrix"}, frozenset({MANAGER, ROOT})),
     PagePost("tick item", lambda w: f"/releases/{_r(w)}/checklist-items/{w.item.pk}/",
              {"done": "1"}, frozenset({APPROVER, MANAGER, ROOT})),
     # Signing is by membership of the rule's groups (Approvers here), not by role.
@@ -340,7 +346,8 @@ ADMIN_ACTIONS = {
     "outbox.Message": {r: {"send_again"} for r in (MANAGER, ROOT)},
     "releases.Release": {
         r: {"start_releases", "advance_releases", "force_advance_releases", "pause_releases",
-            "resume_releases", "rollback_releases", "abort_releases", "run_metric_checks"}
+            "resume_releases", "rollback_releases", "abort_releases", "step_back_releases",
+            "run_metric_checks"}
         for r in (MANAGER, ROOT)
     },
     "reports.Report": {MANAGER: {"resend_all", "resend_failed"},

@@ -1,9 +1,9 @@
 """One table of transition inputs (apps.rollouts.inputs), the same at every entry point.
 
-A reason is required to pause, roll back or abort and to force any step; optional to start,
-advance or resume. Each action is tried without a reason through the API (a release manager's
-session), the release page and the admin action: it moves the release exactly when the table
-says no reason is needed, and always with one.
+A reason is required to pause, roll back, abort or step back and to force any step; optional
+to start, advance or resume. Each action is tried without a reason through the API (a release
+manager's session), the release page and the admin action: it moves the release exactly when the
+table says no reason is needed, and always with one.
 """
 
 from __future__ import annotations
@@ -30,11 +30,12 @@ BEFORE = {
     "rollback": ReleaseStatus.IN_PROGRESS,
     "abort": ReleaseStatus.PLANNED,
     "force": ReleaseStatus.IN_PROGRESS,
+    "step_back": ReleaseStatus.IN_PROGRESS,  # at the second stage (`_release`)
 }
 ENTRY_POINTS = ["api", "page", "admin"]
 
 
-def _release(status: str, service, production) -> Release:
+def _release(status: str, service, production, action: str = "") -> Release:
     plan = PlanFactory(
         stages=[("canary", 10, timedelta(0), False), ("full", 100, timedelta(0), False)]
     )
@@ -44,6 +45,8 @@ def _release(status: str, service, production) -> Release:
         transitions.start(release, actor=system)
     if status == ReleaseStatus.PAUSED:
         transitions.pause(release, actor=system, reason="hold")
+    if action == "step_back":
+        transitions.advance(release, actor=system)
     return release
 
 
@@ -53,7 +56,8 @@ def _post(entry: str, rita, release: Release, action: str, reason: str) -> None:
         client = APIClient()
         client.force_login(rita)
         body = {"reason": reason, "force": force}
-        client.post(f"/api/v1/releases/{release.pk}/{name}/", body, format="json")
+        route = name.replace("_", "-")  # step_back answers at step-back/
+        client.post(f"/api/v1/releases/{release.pk}/{route}/", body, format="json")
     elif entry == "page":
         client = Client()
         client.force_login(rita)
@@ -78,7 +82,7 @@ def test_each_entry_point_asks_a_reason_exactly_when_the_table_does(
     required = inputs.needs_reason(
         "advance" if action == "force" else action, force=action == "force"
     )
-    release = _release(BEFORE[action], service, production)
+    release = _release(BEFORE[action], service, production, action)
     before = (release.status, release.current_stage_id)
 
     _post(entry, rita, release, action, reason="")
@@ -95,7 +99,7 @@ def test_each_entry_point_asks_a_reason_exactly_when_the_table_does(
 
 def test_the_table_is_the_rule_people_expect():
     required = {a for a in inputs.INPUTS if inputs.needs_reason(a)}
-    assert required == {"pause", "rollback", "abort"}
+    assert required == {"pause", "rollback", "abort", "step_back"}
     assert all(inputs.needs_reason(a, force=True) for a in ("start", "advance"))
     assert {a for a, spec in inputs.INPUTS.items() if spec.gated} == {"start", "advance"}
     assert set(inputs.INPUTS) == set(transitions.ACTIONS)

@@ -132,6 +132,7 @@ class World:
             make_release(service=service, environment=staging, plan=self.plan, version="s"),
         ]
         self.shas = iter(f"{n:040x}" for n in range(1, 10_000))
+        self.taken: set[str] = set()  # the transitions that happened
 
     # --- the actions: each the product's own function --------------------------------------
 
@@ -140,12 +141,29 @@ class World:
         release.refresh_from_db()
         allowed = transitions.allowed_actions(release)
         # Mostly forward: a release that is rolled back at once never meets its later gates.
-        weights = {"start": 6, "advance": 6, "pause": 1, "resume": 3, "rollback": 1, "abort": 0}
+        weights = {
+            "start": 6,
+            "advance": 6,
+            "pause": 1,
+            "resume": 3,
+            "step_back": 5,
+            "rollback": 1,
+            "abort": 0,
+        }
         names = [n for n in allowed if weights.get(n, 0)]
         if not names:
             return
         name = rng.choices(names, [weights[n] for n in names])[0]
-        transitions.ACTIONS[name](release, actor=SYSTEM, reason="property test")
+        if name in ("start", "advance") and rng.random() < 0.5:
+            # A release manager forcing the step past a red gate: the checklists and sign-offs
+            # would otherwise hold most releases at their start, and the later stages (and a
+            # step back from them) would never be reached.
+            transitions.ACTIONS[name](
+                release, actor=Actor.for_user(self.rita), reason="property test", force=True
+            )
+        else:
+            transitions.ACTIONS[name](release, actor=SYSTEM, reason="property test")
+        self.taken.add(name)
 
     def checklist(self, rng: random.Random) -> None:
         release = rng.choice(self.releases)
@@ -235,7 +253,7 @@ def test_kept_verdicts_equal_fresh_ones_over_random_changes(
             world.samples,
         ]
         seen: set[str] = set()
-        for step in range(60):
+        for step in range(80):
             if rng.random() < 0.25:
                 name = "time_passes"
                 with django_capture_on_commit_callbacks(execute=True):
@@ -253,6 +271,11 @@ def test_kept_verdicts_equal_fresh_ones_over_random_changes(
             assert_kept_equals_fresh(f"seed {seed} step {step} ({name})")
         # The sequence reached the changes it is about (not only refusals).
         assert {"transition", "sign", "checklist", "time_passes", "incident"} <= seen, seen
+        assert "start" in world.taken, world.taken
+        if seed == 0:
+            # This sequence reaches a later stage and steps back from it (the transition that
+            # moves a release to an earlier stage, its soak and sign-offs starting over).
+            assert {"advance", "step_back"} <= world.taken, world.taken
         states = set(KeptVerdict.objects.values_list("state", flat=True))
         assert states  # the rows were there all along
 

@@ -277,6 +277,9 @@ GATE_LONG_POLL_WAITERS = env.int("GATE_LONG_POLL_WAITERS", default=0)
 # The longest wait a poller may ask for, and how often a waiter looks at the kept verdict.
 GATE_LONG_POLL_MAX_SECONDS = env.int("GATE_LONG_POLL_MAX_SECONDS", default=30)
 GATE_LONG_POLL_INTERVAL = env.float("GATE_LONG_POLL_INTERVAL", default=0.5)
+# CI's plain polls of gate/ and traffic/ answered in one query beside DRF (apps/api/reads.py);
+# false sends every request through the DRF action (same answers, ~5x the CPU).
+API_LEAN_READS = env.bool("API_LEAN_READS", default=True)
 
 # --- single sign-on (OpenID Connect, apps/sso, docs/sso.md) ----------------------------------
 # Off unless OIDC_ISSUER is set: the provider's issuer URL, whose discovery document

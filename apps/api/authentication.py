@@ -76,13 +76,31 @@ class ServiceTokenAuthentication(BaseAuthentication):
             raise AuthenticationFailed("Invalid or revoked token.")
         token = ApiToken.from_db(ApiToken.objects.db, TOKEN_FIELDS, rows[0][:-1])
         service_ids = frozenset(row[-1] for row in rows if row[-1] is not None)
-        now = timezone.now()
-        if token.last_used_at is None or now - token.last_used_at > LAST_USED_PRECISION:
-            ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        note_use(token.pk, token.last_used_at)
         return TokenPrincipal(token, service_ids), token
 
     def authenticate_header(self, request: Request) -> str:
         return "Token"
+
+
+def token_key(request: Any) -> str | None:
+    """The key of a well-formed `Authorization: Token <key>` header, else None (no header,
+    another scheme, or one `authenticate` refuses): what the lean reads (apps/api/reads.py)
+    serve themselves; anything else goes to DRF, which answers it."""
+    parts = get_authorization_header(request).split()
+    if len(parts) != 2 or parts[0].lower() != ServiceTokenAuthentication.keyword:
+        return None
+    try:
+        return parts[1].decode()
+    except UnicodeError:
+        return None
+
+
+def note_use(token_pk: int, last_used_at: Any) -> None:
+    """Record that the token was used now, at most once a minute (LAST_USED_PRECISION)."""
+    now = timezone.now()
+    if last_used_at is None or now - last_used_at > LAST_USED_PRECISION:
+        ApiToken.objects.filter(pk=token_pk).update(last_used_at=now)
 
 
 def actor_for(request: Request) -> Actor:

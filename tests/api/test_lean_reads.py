@@ -4,13 +4,14 @@ query, byte for byte what the DRF action answers; every other request goes to DR
 from __future__ import annotations
 
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from django.core.cache import cache
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from apps.api import reads
+from apps.api import reads, throttling
 from apps.api.models import ApiToken
 from apps.rollouts.models import KeptVerdict
 from tests.factories import PlanFactory, UserFactory, make_release
@@ -131,7 +132,11 @@ def test_the_token_filter_is_the_usable_querysets():
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
-def test_the_rate_limit_counts_lean_and_drf_answers_alike(api, release, endpoint, settings):
+def test_the_rate_limit_counts_lean_and_drf_answers_alike(
+    api, release, endpoint, settings, monkeypatch
+):
+    # One fixed window: a minute turning during the test would reset the count.
+    monkeypatch.setattr(throttling, "time", SimpleNamespace(time=lambda: 1_800_000_030.0))
     settings.REST_FRAMEWORK = {
         **settings.REST_FRAMEWORK,
         "DEFAULT_THROTTLE_RATES": {"api": "3/minute"},

@@ -277,6 +277,9 @@ GATE_LONG_POLL_WAITERS = env.int("GATE_LONG_POLL_WAITERS", default=0)
 # The longest wait a poller may ask for, and how often a waiter looks at the kept verdict.
 GATE_LONG_POLL_MAX_SECONDS = env.int("GATE_LONG_POLL_MAX_SECONDS", default=30)
 GATE_LONG_POLL_INTERVAL = env.float("GATE_LONG_POLL_INTERVAL", default=0.5)
+# CI's plain polls of gate/ and traffic/ answered in one query beside DRF (apps/api/reads.py);
+# false sends every request through the DRF action (same answers, ~5x the CPU).
+API_LEAN_READS = env.bool("API_LEAN_READS", default=True)
 
 # --- single sign-on (OpenID Connect, apps/sso, docs/sso.md) ----------------------------------
 # Off unless OIDC_ISSUER is set: the provider's issuer URL, whose discovery document
@@ -369,7 +372,8 @@ def default_cache(cache_url: str, broker_url: str) -> dict:
         broker_db = int(parts.path.strip("/") or 0)
         location = urlunsplit(parts._replace(path=f"/{(broker_db + 1) % 16}"))
         return {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            # Django's, reusing one client per pool (apps/core/cache.py: ~0.3 ms per call less).
+            "BACKEND": "apps.core.cache.RedisCache",
             "LOCATION": location,
             "KEY_PREFIX": "rolloutdesk",
         }

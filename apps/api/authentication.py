@@ -11,6 +11,7 @@ from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 
 from apps.core.actors import Actor
+from apps.core.compiled import Compiled
 
 from .models import ApiToken, hash_key
 
@@ -18,6 +19,14 @@ from .models import ApiToken, hash_key
 # precise enough to tell a live pipeline from a forgotten token.
 LAST_USED_PRECISION = timedelta(minutes=1)
 TOKEN_FIELDS = [field.attname for field in ApiToken._meta.concrete_fields]
+TOKEN_QUERY = Compiled(
+    lambda key_hash: (
+        ApiToken.objects.usable()
+        .filter(key_hash=key_hash)
+        .values_list(*TOKEN_FIELDS, "services__id")
+    ),
+    arity=1,
+)
 
 
 class TokenPrincipal:
@@ -65,24 +74,38 @@ class ServiceTokenAuthentication(BaseAuthentication):
     def principal(self, key: str) -> tuple[TokenPrincipal, ApiToken]:
         """The unrevoked token with this key, as the request's user (AuthenticationFailed if
         none); also used by the OFREP endpoints, which take the key in other headers too."""
-        # The token and its services in one query (a row per service): this runs on every API
-        # request, and each query costs more to build in the ORM than to answer.
-        rows = list(
-            ApiToken.objects.usable()
-            .filter(key_hash=hash_key(key))
-            .values_list(*TOKEN_FIELDS, "services__id")
-        )
+        # The token and its services in one query (a row per service), compiled once: this runs
+        # on every API request, and building a query in the ORM costs more than answering it.
+        rows = TOKEN_QUERY.rows(hash_key(key))
         if not rows:
             raise AuthenticationFailed("Invalid or revoked token.")
         token = ApiToken.from_db(ApiToken.objects.db, TOKEN_FIELDS, rows[0][:-1])
         service_ids = frozenset(row[-1] for row in rows if row[-1] is not None)
-        now = timezone.now()
-        if token.last_used_at is None or now - token.last_used_at > LAST_USED_PRECISION:
-            ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        note_use(token.pk, token.last_used_at)
         return TokenPrincipal(token, service_ids), token
 
     def authenticate_header(self, request: Request) -> str:
         return "Token"
+
+
+def token_key(request: Any) -> str | None:
+    """The key of a well-formed `Authorization: Token <key>` header, else None (no header,
+    another scheme, or one `authenticate` refuses): what the lean reads (apps/api/reads.py)
+    serve themselves; anything else goes to DRF, which answers it."""
+    parts = get_authorization_header(request).split()
+    if len(parts) != 2 or parts[0].lower() != ServiceTokenAuthentication.keyword:
+        return None
+    try:
+        return parts[1].decode()
+    except UnicodeError:
+        return None
+
+
+def note_use(token_pk: int, last_used_at: Any) -> None:
+    """Record that the token was used now, at most once a minute (LAST_USED_PRECISION)."""
+    now = timezone.now()
+    if last_used_at is None or now - last_used_at > LAST_USED_PRECISION:
+        ApiToken.objects.filter(pk=token_pk).update(last_used_at=now)
 
 
 def actor_for(request: Request) -> Actor:

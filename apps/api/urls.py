@@ -1,5 +1,7 @@
 """The CI contract: /api/v1/..."""
 
+from typing import Any
+
 from django.http import HttpRequest, JsonResponse
 from django.urls import include, path, re_path
 from django.views.decorators.csrf import csrf_exempt
@@ -7,6 +9,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from . import (
+    reads,
     views,
     views_checks,
     views_config,
@@ -20,6 +23,12 @@ router = DefaultRouter()
 router.register("services", views.ServiceViewSet, basename="service")
 router.register("plans", views.PlanViewSet, basename="plan")
 router.register("releases", views.ReleaseViewSet, basename="release")
+
+
+def _route(name: str) -> Any:
+    """The router's view of the URL named `name`."""
+    return next(pattern.callback for pattern in router.urls if pattern.name == name)
+
 
 urlpatterns = [
     path("health/", views.HealthView.as_view(), name="health"),
@@ -77,6 +86,15 @@ urlpatterns = [
     re_path(
         r"^runbooks/import/?$", views_runbooks.RunbookImportView.as_view(), name="runbook-import"
     ),
+    # CI's polls of the kept verdict, answered in one query when plain; anything else goes on
+    # to the router's DRF action of the same path (apps/api/reads.py).
+    *[
+        re_path(
+            rf"^releases/(?P<pk>[0-9]+)/{endpoint}/$",
+            reads.lean(endpoint, _route(f"release-{endpoint}")),
+        )
+        for endpoint in ("gate", "traffic")
+    ],
     path("", include(router.urls)),
     # Last: any other path under /api/v1/ (a malformed id such as releases/abc/checks/ included)
     # answers the API's JSON 404, not the site's HTML page.

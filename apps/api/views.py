@@ -223,17 +223,7 @@ class ReleaseViewSet(
                     waited = "waited"
                 else:
                     waited = "unavailable"  # every waiting slot taken: answer now
-        response = conditional(
-            request,
-            kept,
-            # can_advance first, as documented (docs/ci.md): what a reader looks for.
-            lambda: {
-                "can_advance": kept.payload["can_advance"],
-                **kept.payload,
-                "version": kept.version,
-                "computed_at": kept.computed_at,
-            },
-        )
+        response = conditional(request, kept, kept.gate_document)
         if waited:
             response["X-Gate-Wait"] = waited
         return response

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from django.db import models
 
@@ -79,6 +80,17 @@ class KeptVerdict(models.Model):
     @property
     def can_advance(self) -> bool:
         return bool(self.payload.get("can_advance"))
+
+    def gate_document(self) -> dict[str, Any]:
+        """What `GET gate/` answers: the kept payload with its version and time (the DRF action
+        and the lean read, apps/api/reads.py, both answer this)."""
+        # can_advance first, as documented (docs/ci.md): what a reader looks for.
+        return {
+            "can_advance": self.payload["can_advance"],
+            **self.payload,
+            "version": self.version,
+            "computed_at": self.computed_at,
+        }
 
     def blockers_by_severity(self) -> list[dict[str, str]]:
         """The kept blockers ({"kind", "detail"}), most severe first; ties keep check order."""

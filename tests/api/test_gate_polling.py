@@ -1,4 +1,4 @@
-"""CI polling the gate cheaply: the kept verdict read in two queries, ETag / If-None-Match → 304,
+"""CI polling the gate cheaply: the kept verdict read in one query, ETag / If-None-Match → 304,
 Cache-Control: no-cache, and the bounded long poll (?wait=N) against a live server."""
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ def test_a_poller_sending_the_etag_back_gets_304_until_the_answer_changes(
     etag = first["ETag"]
     assert etag == KeptVerdict.objects.get(pk=release.pk).etag
     assert first["Cache-Control"] == "no-cache"
-    # The token and the release with its kept row: no gate evaluation on a poll.
-    with django_assert_num_queries(2):
+    # The token, its scope and the kept row in one query (apps/api/reads.py): no gate evaluation.
+    with django_assert_num_queries(1):
         again = api.get(url, HTTP_IF_NONE_MATCH=etag)
     assert again.status_code == 304 and again.content == b""
     assert again["ETag"] == etag and again["Cache-Control"] == "no-cache"

@@ -126,7 +126,7 @@ def _cache_default(env: dict[str, str], tmp_path) -> str:
 
 def test_production_shares_the_counters_through_the_redis_broker_by_default(tmp_path):
     redis = {"CELERY_BROKER_URL": "redis://127.0.0.1:6379/0"}
-    assert _cache_default(redis, tmp_path) == "django.core.cache.backends.redis.RedisCache"
+    assert _cache_default(redis, tmp_path) == "apps.core.cache.RedisCache"
     from rolloutdesk.settings import default_cache
 
     # The broker's server, the next database: clearing the cache never drops queued tasks.

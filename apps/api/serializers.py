@@ -265,9 +265,19 @@ class TrafficSerializer(serializers.Serializer):
     percentage = serializers.IntegerField()
     status = serializers.CharField()
     stage = serializers.CharField(allow_null=True)
+    environment = serializers.CharField(
+        required=False, help_text="Only with ?environment=: the environment answered for."
+    )
 
 
-class BucketQuerySerializer(serializers.Serializer):
+class EnvironmentQuerySerializer(serializers.Serializer):
+    environment = serializers.SlugField(
+        required=False,
+        help_text="An environment's slug: the answer there (default: the current stage's).",
+    )
+
+
+class BucketQuerySerializer(EnvironmentQuerySerializer):
     unit = serializers.CharField(max_length=200)
 
 

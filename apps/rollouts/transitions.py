@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -21,7 +21,7 @@ from apps.releases import gate_inputs
 from apps.releases.choices import EventVerb, ReleaseStatus, StageStatus
 from apps.releases.models import Event, Release, Service, Stage
 
-from . import completion, gate
+from . import completion, gate, gate_running
 from .messages import tell_transitions
 
 logger = logging.getLogger(__name__)
@@ -51,6 +51,12 @@ ALLOWED_FROM: dict[str, set[str]] = {
     "resume": {ReleaseStatus.PAUSED},
     "rollback": {ReleaseStatus.IN_PROGRESS, ReleaseStatus.PAUSED},
     "abort": {ReleaseStatus.PLANNED},
+}
+
+# Transitions nobody asks for by name (no button, no endpoint): another change causes them.
+# send_back follows an artifact change (apps/rollouts/promotion.py).
+CAUSED_FROM: dict[str, set[str]] = {
+    "send_back": {ReleaseStatus.IN_PROGRESS, ReleaseStatus.PAUSED},
 }
 
 
@@ -138,7 +144,7 @@ def _run(
             )
         if from_stage is not None:
             _check_from_stage(locked, from_stage, action)
-        if locked.status not in ALLOWED_FROM[action]:
+        if locked.status not in ALLOWED_FROM.get(action, CAUSED_FROM.get(action, set())):
             raise TransitionError(
                 f"Cannot {action} a release that is {locked.get_status_display().lower()}."
             )
@@ -175,7 +181,10 @@ def _check_gate(release: Release, actor: Actor, reason: str, force: bool, now: d
 def _enter(stage: Stage, now: datetime) -> None:
     stage.status = StageStatus.ACTIVE
     stage.entered_at = now
-    stage.save(update_fields=["status", "entered_at"])
+    # The artifact this stage's evidence is about: the gate into another environment reads it.
+    # (stage.release is the locked release: the stages come from its related manager.)
+    stage.commit_sha = stage.release.commit_sha
+    stage.save(update_fields=["status", "entered_at", "commit_sha"])
 
 
 def _leave(stage: Stage, status: str, now: datetime, paused_at: datetime | None) -> None:
@@ -240,6 +249,9 @@ def advance(
     """Leave the current stage for the next one; past the last stage the release completes."""
 
     def apply(r: Release, now: datetime) -> list[Event]:
+        if gate_running.entering(r, r.current_stage) is not None:
+            # Into another environment: one release per service there, as for a start.
+            _lock_service(r)
         events = _check_gate(r, actor, reason, force, now)
         current = r.current_stage
         _leave(current, StageStatus.PASSED, now, None)
@@ -357,6 +369,61 @@ def abort(
         return [Event.record(r, EventVerb.ABORTED, actor, reason=reason)]
 
     return _run(release, "abort", actor, reason, apply, from_stage=from_stage)
+
+
+def _reenter_earlier(r: Release, target: Stage, now: datetime) -> None:
+    """Make `target`, an earlier stage, the current one afresh: every stage after it pending
+    again, it active with a new entry (its soak starts over) on the release's commit."""
+    r.stages.filter(position__gt=target.position).update(
+        status=StageStatus.PENDING,
+        entered_at=None,
+        exited_at=None,
+        paused_for=timedelta(0),
+        commit_sha="",
+    )
+    target.exited_at, target.paused_for = None, timedelta(0)
+    target.save(update_fields=["exited_at", "paused_for"])
+    _enter(target, now)
+    r.current_stage = target
+    fields = ["current_stage", "updated_at"]
+    if r.paused_at is not None:
+        # Still paused, now at the earlier stage: its soak counts from the resume.
+        r.paused_at = now
+        fields.append("paused_at")
+    r.save(update_fields=fields)
+
+
+def send_back(
+    release: Release,
+    *,
+    to_stage: Stage,
+    from_commit: str,
+    actor: Actor,
+    reason: str = "",
+) -> Release:
+    """Back to `to_stage`, the first stage of an earlier environment, after the artifact changed.
+
+    The evidence of the stages that ran `from_commit` says nothing about the new one, so the
+    release goes through them again (apps/rollouts/promotion.py decides where to). A paused
+    release stays paused, at the earlier stage.
+    """
+
+    def apply(r: Release, now: datetime) -> list[Event]:
+        current = r.current_stage
+        target = r.stages.select_related("environment").get(pk=to_stage.pk)
+        data = {
+            "from_stage": current.name,
+            "to_stage": target.name,
+            "from_environment": current.environment.slug,
+            "to_environment": target.environment.slug,
+            "from_commit": from_commit,
+            "to_commit": r.commit_sha,
+            "traffic_percentage": target.traffic_percentage,
+        }
+        _reenter_earlier(r, target, now)
+        return [Event.record(r, EventVerb.SENT_BACK, actor, reason=reason, stage=target, data=data)]
+
+    return _run(release, "send_back", actor, reason, apply)
 
 
 ACTIONS: dict[str, Callable[..., Release]] = {

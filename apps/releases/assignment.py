@@ -4,6 +4,9 @@ A release holds traffic while it is in progress or paused (ReleaseStatus.active(
 environment its current stage runs in (Stage.environment: a plan may go staging, then
 production); its stage's percentage of units get the new version (Release.bucket, the one
 assignment). A release still in its staging stages splits staging's traffic, not production's.
+Once promoted past staging (every staging stage passed) it serves all of staging's units, as
+`traffic/?environment=staging` says (Release.percentage_in), unless another release of the
+service now runs its own stages in staging: that one splits staging's traffic.
 When no release of the service holds traffic there, nothing is being rolled out: every unit gets
 the version that serves everyone (control). Two releases hold traffic at once only when a start
 was forced past the one-running-release gate; the one started last is then the one units are
@@ -17,21 +20,33 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Case, Exists, F, OuterRef, Q, QuerySet, Value, When
 
-from .choices import ReleaseStatus
-from .models import Environment, Release
+from .choices import ReleaseStatus, StageStatus
+from .models import Environment, Release, Stage
 
 
 def _holding_traffic(**environment: Any) -> QuerySet[Release]:
-    """Releases holding traffic in the environment matched by `environment` (a lookup on their
-    current stage's), oldest start first: the last one per service is the one its units are
-    bucketed by."""
-    lookup = {f"current_stage__environment__{name}": value for name, value in environment.items()}
+    """Releases holding traffic in the environment matched by `environment` (a lookup on an
+    environment): running a stage there, or promoted past it. Each carries `percentage_here`,
+    the percentage it serves there. The promoted ones first, then by start: the last one per
+    service is the one its units are bucketed by."""
+    here = Q(**{f"current_stage__environment__{name}": v for name, v in environment.items()})
+    stages_there = Stage.objects.filter(
+        release=OuterRef("pk"), **{f"environment__{name}": v for name, v in environment.items()}
+    )
+    promoted = Exists(stages_there) & ~Exists(stages_there.exclude(status=StageStatus.PASSED))
     return (
-        Release.objects.filter(status__in=ReleaseStatus.active(), **lookup)
+        Release.objects.filter(status__in=ReleaseStatus.active())
+        .filter(here | promoted)
+        .annotate(
+            current_here=Case(When(here, then=Value(True)), default=Value(False)),
+            percentage_here=Case(
+                When(here, then=F("current_stage__traffic_percentage")), default=Value(100)
+            ),
+        )
         .select_related("current_stage")
-        .order_by("service_id", "started_at", "pk")
+        .order_by("service_id", "current_here", "started_at", "pk")
     )
 
 

@@ -71,6 +71,9 @@ EXPECT = {
         r'^\{"count":1,"next":null,"previous":null,"results":\[\{"id":\d+,"created_at":"[^"]+",'
         r'"verb":"created",'
     ],
+    ("ci.md", "traffic/?environment="): [
+        r'^\{"percentage":0,"status":"planned","stage":null,"environment":"production"\}$'
+    ],
     ("ci.md", "$ID/gate/"): [
         r'^\{"can_advance":false,"step":"start","stage":null,"status":"planned",',
         r"Checklist 'Pre-deployment' \(0/1 done\) has 1 required item open: All tests pass\.",

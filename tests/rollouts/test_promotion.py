@@ -7,7 +7,10 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Group
+from django.core import mail
+from django.test import Client
 
+from apps.checks.providers import placeholders
 from apps.core.actors import Actor
 from apps.releases.choices import EventVerb, ReleaseStatus, StageStatus
 from apps.releases.models import Release
@@ -384,3 +387,70 @@ def test_a_start_in_staging_is_refused_while_another_release_runs_in_staging(
     assert "running_release" in kinds(second)
     with pytest.raises(transitions.TransitionError):
         transitions.start(second, actor=SYSTEM)
+
+
+def test_the_send_back_email_says_from_where_to_where(in_production, service, rita_actor, run):
+    service.notification_emails = "release-team@example.com"
+    service.save()
+    mail.outbox.clear()
+    run(change_artifact, in_production, commit_sha=NEW, actor=rita_actor)
+    sent_back = [m for m in mail.outbox if "sent back" in m.subject.lower()]
+    assert len(sent_back) == 1, [m.subject for m in mail.outbox]
+    message = sent_back[0]
+    assert message.subject == (
+        "[AI Orchestra] 4.0.0 → Production: sent back to an earlier environment (staging 20%)"
+    )
+    line = (
+        "Sent back from A/B (production) to staging 20% (staging): the new commit "
+        f"{NEW} goes through staging again before it may serve production."
+    )
+    assert line in message.body
+    html = message.alternatives[0][0]
+    assert "Sent back from <strong>A/B</strong> (production)" in html
+
+
+def test_metric_queries_name_the_environment_the_release_is_in(release):
+    at(release, "staging 20%")
+    assert placeholders(release, "treatment")["environment"] == "staging"
+    at(release, "5%")
+    assert placeholders(release, "treatment")["environment"] == "production"
+
+
+def test_openfeature_buckets_each_environment_at_its_own_percentage(release, token_key):
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {token_key}")
+
+    def flag(environment: str) -> dict:
+        body = {"context": {"targetingKey": "user-7", "environment": environment}}
+        response = client.post(
+            "/ofrep/v1/evaluate/flags/ai-orchestra", body, content_type="application/json"
+        )
+        assert response.status_code == 200, response.content
+        return response.json()
+
+    at(release, "staging 20%")
+    assert flag("staging")["metadata"]["percentage"] == 20
+    assert flag("production")["reason"] == "STATIC"
+    at(release, "5%")
+    promoted = flag("staging")  # promoted past staging: every unit gets the new version
+    assert (promoted["reason"], promoted["variant"]) == ("SPLIT", "treatment")
+    assert promoted["metadata"]["percentage"] == 100
+    assert "stage" not in promoted["metadata"]
+    assert flag("production")["metadata"] == {
+        "environment": "production",
+        "release": release.pk,
+        "version": "3.0.0",
+        "percentage": 5,
+        "stage": "5%",
+    }
+    # Another release now running its own staging stages splits staging's traffic instead.
+    second = make_release(
+        service=release.service,
+        environment=release.environment,
+        plan=release.plan,
+        commit_sha=NEW,
+        version="3.1.0",
+    )
+    transitions.start(second, actor=SYSTEM)
+    transitions.advance(second, actor=SYSTEM)
+    assert flag("staging")["metadata"]["release"] == second.pk
+    assert flag("staging")["metadata"]["percentage"] == 20

@@ -224,6 +224,23 @@ class Release(models.Model):
         first = self.stages.select_related("environment").order_by("position").first()
         return first.environment if first is not None else self.environment
 
+    def step_environment_id(self) -> int:
+        """The environment the release's next step changes traffic in: the first stage's for a
+        start, the next stage's for an advance, the last stage's for the completion (a change
+        freeze there holds the step). Release.environment for a finished release."""
+        if self.status in ReleaseStatus.active() and self.current_stage_id is not None:
+            following = (
+                self.stages.filter(position__gt=self.current_stage.position)
+                .order_by("position")
+                .values_list("environment_id", flat=True)
+                .first()
+            )
+            return following or self.current_stage.environment_id
+        if self.status == ReleaseStatus.PLANNED:
+            first = self.stages.order_by("position").values_list("environment_id", flat=True)
+            return first.first() or self.environment_id
+        return self.environment_id
+
     def percentage_in(self, environment: Environment) -> int | None:
         """The traffic this release serves in `environment`; None if no stage of it runs there.
 

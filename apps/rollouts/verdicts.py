@@ -125,7 +125,7 @@ def _freeze_changes(release: Release, now: datetime) -> list[datetime]:
     if release.status not in (ReleaseStatus.PLANNED, ReleaseStatus.IN_PROGRESS):
         return []
     moments = []
-    for window in FreezeWindow.objects.covering(release.service_id, release.environment_id):
+    for window in FreezeWindow.objects.covering(release.service_id, release.step_environment_id()):
         until = window.active_until(now)
         if until is not None:
             moments.append(until)

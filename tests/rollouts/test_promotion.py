@@ -3,9 +3,10 @@ environment, and a new artifact sends the release back through the evidence it i
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
+import time_machine
 from django.contrib.auth.models import Group
 from django.core import mail
 from django.test import Client
@@ -17,7 +18,8 @@ from apps.releases.models import Release
 from apps.rollouts import gate, transitions
 from apps.rollouts.promotion import change_artifact
 from apps.signoffs import services as signoffs
-from apps.signoffs.choices import Decision
+from apps.signoffs.choices import Decision, FreezeRecurrence
+from apps.signoffs.models import FreezeWindow
 from tests.factories import EnvironmentFactory, PlanFactory, UserFactory, make_release
 from tests.signoffs.conftest import add_rule
 
@@ -454,3 +456,21 @@ def test_openfeature_buckets_each_environment_at_its_own_percentage(release, tok
     transitions.advance(second, actor=SYSTEM)
     assert flag("staging")["metadata"]["release"] == second.pk
     assert flag("staging")["metadata"]["percentage"] == 20
+
+
+def test_a_production_freeze_holds_the_step_into_production_not_the_staging_stages(
+    release, production
+):
+    window = FreezeWindow.objects.create(
+        name="Black Friday",
+        recurrence=FreezeRecurrence.ONE_OFF,
+        starts_at=datetime.fromisoformat("2026-11-27 00:00:00+00:00"),
+        ends_at=datetime.fromisoformat("2026-11-30 06:00:00+00:00"),
+    )
+    window.environments.add(production)
+    with time_machine.travel("2026-11-28 12:00:00+00:00", tick=False):
+        assert "freeze" not in kinds(release)  # the start enters dev
+        at(release, "staging 20%")
+        assert "freeze" not in kinds(release)  # staging 20 % → staging 100 %
+        transitions.advance(release, actor=SYSTEM)
+        assert kinds(release) == ["freeze"]  # staging 100 % → production 5 %

@@ -125,13 +125,13 @@ class ReleaseViewSet(
     filterset_class = ReleaseFilter
 
     def get_queryset(self) -> QuerySet[Release]:
-        qs = Release.objects.with_related()
+        qs = Release.objects.with_related().with_current_environment()
         if self.action == "list":
             # A token lists its own services' releases; asking for one of another service by
             # id answers 403 (get_object, apps.core.scope), not a misleading 404.
             return scope_to_token(qs, self.request)
         if self.action == "retrieve":
-            return qs.prefetch_related("stages")
+            return qs.prefetch_related("stages__environment")
         return qs
 
     def get_serializer_class(self) -> type:
@@ -148,7 +148,12 @@ class ReleaseViewSet(
         return get_for(actor_for(self.request), queryset, pk=self.kwargs["pk"])
 
     def _reload(self, release: Release) -> Release:
-        return Release.objects.with_related().prefetch_related("stages").get(pk=release.pk)
+        return (
+            Release.objects.with_related()
+            .with_current_environment()
+            .prefetch_related("stages__environment")
+            .get(pk=release.pk)
+        )
 
     @extend_schema(
         request=s.ReleaseCreateSerializer,

@@ -10,7 +10,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
 
@@ -135,6 +136,17 @@ class ReleaseQuerySet(models.QuerySet):
 
     def with_related(self) -> ReleaseQuerySet:
         return self.select_related("service", "environment", "plan", "current_stage", "author")
+
+    def with_current_environment(self) -> ReleaseQuerySet:
+        """Annotate `current_environment_slug` (Release.current_environment's slug) in SQL, so a
+        list of releases says where each is without a query per release."""
+        first = Stage.objects.filter(release=OuterRef("pk"), position=0)
+        return self.annotate(
+            current_environment_slug=Coalesce(
+                F("current_stage__environment__slug"),
+                Subquery(first.values("environment__slug")[:1]),
+            )
+        )
 
     def in_environment(self, slug: str) -> ReleaseQuerySet:
         """Releases whose current environment (Release.current_environment) has this slug: the

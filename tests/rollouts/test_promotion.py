@@ -345,6 +345,8 @@ def test_the_list_filters_by_current_environment(release, service, production, a
         r["version"] for r in api.get("/api/v1/releases/", {"environment": slug}).json()["results"]
     )
     assert listed("dev") == ["3.0.0"]  # planned: where its first stage runs
+    planned = api.get("/api/v1/releases/", {"environment": "dev"}).json()["results"][0]
+    assert (planned["environment"], planned["current_environment"]) == ("production", "dev")
     assert listed("production") == ["2.0.0"]
     at(release, "staging 20%")
     assert listed("staging") == ["3.0.0"]
@@ -352,6 +354,13 @@ def test_the_list_filters_by_current_environment(release, service, production, a
     at(release, "5%")
     assert listed("production") == ["2.0.0", "3.0.0"]
     assert single.environment == production
+    rows = api.get("/api/v1/releases/", {"environment": "production"}).json()["results"]
+    assert {r["version"]: r["current_environment"] for r in rows} == {
+        "2.0.0": "production",
+        "3.0.0": "production",
+    }
+    detail = api.get(f"/api/v1/releases/{release.pk}/").json()
+    assert (detail["environment"], detail["current_environment"]) == ("production", "production")
 
 
 # --- one running release per service and current environment --------------------------------
@@ -474,3 +483,13 @@ def test_a_production_freeze_holds_the_step_into_production_not_the_staging_stag
         assert "freeze" not in kinds(release)  # staging 20 % → staging 100 %
         transitions.advance(release, actor=SYSTEM)
         assert kinds(release) == ["freeze"]  # staging 100 % → production 5 %
+
+
+def test_the_release_shows_where_each_stage_runs_and_the_commit_it_ran(release, api):
+    at(release, "staging 20%")
+    stages = api.get(f"/api/v1/releases/{release.pk}/").json()["stages"]
+    assert [(s["name"], s["environment"], s["commit_sha"]) for s in stages[:3]] == [
+        ("dev", "dev", OLD),
+        ("staging 20%", "staging", OLD),
+        ("staging 100%", "staging", ""),
+    ]

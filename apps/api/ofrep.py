@@ -5,7 +5,8 @@ org id) and its optional `environment` attribute an environment's slug (default:
 The answer is the unit's assignment by Release.bucket, the same as `GET bucket/`:
 
 - a release of the service holds traffic there (apps.releases.assignment.splitting): `true` /
-  `treatment` or `false` / `control` at its stage's percentage, reason SPLIT;
+  `treatment` or `false` / `control` at its percentage there (its current stage's, or 100 in an
+  environment it was promoted past: `traffic/?environment=`), reason SPLIT;
 - none does: `false` / `control` for every unit (nothing is being rolled out), reason STATIC.
 
 Shapes and error codes follow the OFREP OpenAPI document (open-feature/protocol,
@@ -142,9 +143,11 @@ def evaluation(key: str, release: Release | None, context: Context) -> dict[str,
             "reason": Reason.STATIC,
             "metadata": {**metadata, "percentage": 0},
         }
-    variant, percentage = release.bucket(context.unit)
+    # The percentage in the context's environment (assignment.splitting annotates it): 100 in
+    # one the release was promoted past, as traffic/?environment= answers.
+    variant, percentage = release.bucket(context.unit, getattr(release, "percentage_here", None))
     metadata.update(release=release.pk, version=release.version, percentage=percentage)
-    if release.current_stage is not None:
+    if release.current_stage is not None and getattr(release, "current_here", True):
         metadata["stage"] = release.current_stage.name
     return {
         "key": key,

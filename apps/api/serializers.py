@@ -64,6 +64,9 @@ class ServiceSerializer(serializers.ModelSerializer):
 
 class StageSerializer(serializers.ModelSerializer):
     min_soak_seconds = serializers.SerializerMethodField()
+    # Where the stage runs (a plan may go staging, then production) and the commit it ran
+    # ("" until entered): the evidence the step into another environment rests on.
+    environment = serializers.SlugRelatedField(slug_field="slug", read_only=True)
 
     class Meta:
         model = Stage
@@ -76,6 +79,8 @@ class StageSerializer(serializers.ModelSerializer):
             "status",
             "entered_at",
             "exited_at",
+            "environment",
+            "commit_sha",
         ]
 
     def get_min_soak_seconds(self, obj: Stage) -> int:
@@ -92,6 +97,10 @@ class ReleaseSerializer(serializers.ModelSerializer):
     )
     traffic_percentage = serializers.IntegerField(read_only=True)
     author = serializers.CharField(source="author_display", read_only=True)
+    current_environment = serializers.SerializerMethodField(
+        help_text="Where the release is now: its current stage's environment (a planned "
+        "release's first stage's). `environment` is where its plan ends up."
+    )
 
     class Meta:
         model = Release
@@ -104,6 +113,7 @@ class ReleaseSerializer(serializers.ModelSerializer):
             "status",
             "stage",
             "traffic_percentage",
+            "current_environment",
             "commit_sha",
             "commit_time",
             "changelog_url",
@@ -112,6 +122,10 @@ class ReleaseSerializer(serializers.ModelSerializer):
             "started_at",
             "finished_at",
         ]
+
+    def get_current_environment(self, obj: Release) -> str:
+        annotated = getattr(obj, "current_environment_slug", None)
+        return annotated or obj.current_environment.slug
 
 
 class ReleaseDetailSerializer(ReleaseSerializer):
@@ -282,9 +296,19 @@ class TrafficSerializer(serializers.Serializer):
     percentage = serializers.IntegerField()
     status = serializers.CharField()
     stage = serializers.CharField(allow_null=True)
+    environment = serializers.CharField(
+        required=False, help_text="Only with ?environment=: the environment answered for."
+    )
 
 
-class BucketQuerySerializer(serializers.Serializer):
+class EnvironmentQuerySerializer(serializers.Serializer):
+    environment = serializers.SlugField(
+        required=False,
+        help_text="An environment's slug: the answer there (default: the current stage's).",
+    )
+
+
+class BucketQuerySerializer(EnvironmentQuerySerializer):
     unit = serializers.CharField(max_length=200)
 
 

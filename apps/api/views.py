@@ -13,6 +13,7 @@ from django.utils.http import parse_etags
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -22,7 +23,14 @@ from apps.checks.models import enabled_criteria
 from apps.core.scope import check_service, get_for
 from apps.jobs import heartbeat
 from apps.releases.choices import ReleaseStatus
-from apps.releases.models import Event, Release, RolloutPlan, Service, StageTemplate
+from apps.releases.models import (
+    Environment,
+    Event,
+    Release,
+    RolloutPlan,
+    Service,
+    StageTemplate,
+)
 from apps.rollouts import inputs, transitions, verdicts
 from apps.rollouts.models import KeptVerdict
 from apps.rollouts.registration import register_release
@@ -65,13 +73,18 @@ class PlanViewSet(viewsets.ReadOnlyModelViewSet):
 
 class ReleaseFilter(django_filters.FilterSet):
     service = django_filters.CharFilter(field_name="service__slug")
-    environment = django_filters.CharFilter(field_name="environment__slug")
+    # Where the release is now (its current stage's environment; a planned one's first stage's):
+    # a plan may go staging, then production. For a plan in one environment, its environment.
+    environment = django_filters.CharFilter(method="in_environment")
     status = django_filters.MultipleChoiceFilter(choices=ReleaseStatus.choices)
     version = django_filters.CharFilter()
 
     class Meta:
         model = Release
         fields = ["service", "environment", "status", "version"]
+
+    def in_environment(self, queryset: QuerySet[Release], name: str, value: str) -> QuerySet:
+        return queryset.in_environment(value)
 
 
 def _transition_view(
@@ -115,13 +128,13 @@ class ReleaseViewSet(
     filterset_class = ReleaseFilter
 
     def get_queryset(self) -> QuerySet[Release]:
-        qs = Release.objects.with_related()
+        qs = Release.objects.with_related().with_current_environment()
         if self.action == "list":
             # A token lists its own services' releases; asking for one of another service by
             # id answers 403 (get_object, apps.core.scope), not a misleading 404.
             return scope_to_token(qs, self.request)
         if self.action == "retrieve":
-            return qs.prefetch_related("stages")
+            return qs.prefetch_related("stages__environment")
         return qs
 
     def get_serializer_class(self) -> type:
@@ -138,7 +151,12 @@ class ReleaseViewSet(
         return get_for(actor_for(self.request), queryset, pk=self.kwargs["pk"])
 
     def _reload(self, release: Release) -> Release:
-        return Release.objects.with_related().prefetch_related("stages").get(pk=release.pk)
+        return (
+            Release.objects.with_related()
+            .with_current_environment()
+            .prefetch_related("stages__environment")
+            .get(pk=release.pk)
+        )
 
     @extend_schema(
         request=s.ReleaseCreateSerializer,
@@ -228,12 +246,57 @@ class ReleaseViewSet(
             response["X-Gate-Wait"] = waited
         return response
 
-    @extend_schema(responses={200: s.TrafficSerializer, 304: None})
+    def _environment_asked(self, query: Any) -> tuple[Release, Environment] | None:
+        """With ?environment=: the release (its stages loaded) and that environment; a slug
+        that names no environment, or one no stage of the release runs in, is a 400."""
+        slug = query.validated_data.get("environment")
+        if not slug:
+            return None
+        release = get_for(
+            actor_for(self.request),
+            Release.objects.select_related("current_stage").prefetch_related("stages"),
+            pk=self.kwargs["pk"],
+        )
+        environment = Environment.objects.filter(slug=slug).first()
+        if environment is None:
+            known = ", ".join(Environment.objects.values_list("slug", flat=True))
+            raise ValidationError(
+                {"environment": [f"{slug!r} is no environment here; known: {known or 'none'}."]}
+            )
+        if release.percentage_in(environment) is None:
+            where = sorted({stage.environment.slug for stage in release.stages.all()})
+            raise ValidationError(
+                {
+                    "environment": [
+                        f"Release #{release.pk} never runs in {slug!r}: its stages run in "
+                        f"{', '.join(where)}."
+                    ]
+                }
+            )
+        return release, environment
+
+    @extend_schema(
+        parameters=[s.EnvironmentQuerySerializer], responses={200: s.TrafficSerializer, 304: None}
+    )
     @action(detail=True, methods=["get"])
     def traffic(self, request: Request, pk: str | None = None) -> Response:
-        """The percentage of traffic the release should serve now (ETag / If-None-Match)."""
+        """The percentage of traffic the release should serve now (ETag / If-None-Match);
+        `?environment=staging`: in that environment (100 where it was promoted past)."""
+        query = s.EnvironmentQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
         kept = self._kept()
-        return conditional(request, kept, lambda: kept.traffic)
+        asked = self._environment_asked(query)
+        if asked is None:
+            return conditional(request, kept, lambda: kept.traffic)
+        # Computed afresh; every change of it is a transition, which the kept version follows,
+        # so the ETag is the kept one's, told apart per environment.
+        release, environment = asked
+        return conditional(
+            request,
+            kept,
+            lambda: verdicts.traffic_in(release, environment),
+            etag=f'"{kept.release_id}-{kept.version}-{environment.slug}"',
+        )
 
     @extend_schema(
         parameters=[s.ReleaseEventQuerySerializer],
@@ -255,17 +318,23 @@ class ReleaseViewSet(
         return self.get_paginated_response(s.ReleaseEventSerializer(page, many=True).data)
 
     @extend_schema(
-        parameters=[OpenApiParameter("unit", str, required=True, description="User or org id")],
+        parameters=[s.BucketQuerySerializer],
         responses={200: s.BucketSerializer},
     )
     @action(detail=True, methods=["get"])
     def bucket(self, request: Request, pk: str | None = None) -> Response:
-        """Deterministic treatment/control assignment of one unit at the current percentage."""
+        """Deterministic treatment/control assignment of one unit at the current percentage
+        (`?environment=staging`: at that environment's, as traffic/ answers it)."""
         query = s.BucketQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        release = self.get_object()
         unit = query.validated_data["unit"]
-        variant, percentage = release.bucket(unit)
+        asked = self._environment_asked(query)
+        if asked is None:
+            release = self.get_object()
+            variant, percentage = release.bucket(unit)
+        else:
+            release, environment = asked
+            variant, percentage = release.bucket(unit, release.percentage_in(environment))
         return Response({"variant": variant, "percentage": percentage, "unit": unit})
 
 
@@ -279,18 +348,21 @@ def etag_matches(header: str, etag: str) -> bool:
     return etag in parse_etags(header) or f"W/{etag}" in parse_etags(header) or header == "*"
 
 
-def conditional(request: Request, kept: KeptVerdict, body: Any) -> Response:
+def conditional(
+    request: Request, kept: KeptVerdict, body: Any, *, etag: str | None = None
+) -> Response:
     """304 when the caller's If-None-Match holds the kept verdict's ETag, else 200 with `body()`.
 
     Cache-Control no-cache: a cache may keep the answer but must ask again each time, and the
     ETag makes that question cheap (rolloutdesk reads a row, sends no body).
     """
+    etag = etag or kept.etag
     seen = request.headers.get("If-None-Match", "")
-    if seen and etag_matches(seen, kept.etag):
+    if seen and etag_matches(seen, etag):
         response = Response(status=status.HTTP_304_NOT_MODIFIED)
     else:
         response = Response(body())
-    response["ETag"] = kept.etag
+    response["ETag"] = etag
     response["Cache-Control"] = "no-cache"
     return response
 

@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 
 from apps.core.scope import NO_PERMISSION, Refused, get_for
 from apps.releases.models import Release
+from apps.rollouts.promotion import change_artifact
 from apps.signoffs import services
 
 from . import serializers_signoffs as s
@@ -76,7 +77,9 @@ class ReleaseSignOffsView(APIView):
 
 
 class ReleaseArtifactView(APIView):
-    """POST: the release now deploys another commit; every sign-off given on the old one lapses."""
+    """POST: the release now deploys another commit; every sign-off given on the old one lapses,
+    and a release whose plan crosses environments goes back to the first stage of the earliest
+    environment that ran the old one."""
 
     permission_classes = [TokenOrPersonMay]
     person_perms = {"read": "releases.view_release", "write": "releases.change_release"}
@@ -87,7 +90,7 @@ class ReleaseArtifactView(APIView):
         body = s.ArtifactSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        release, lapsed = services.change_commit(
+        release, lapsed = change_artifact(
             release,
             commit_sha=data["commit_sha"],
             commit_time=data.get("commit_time"),

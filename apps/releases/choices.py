@@ -68,6 +68,8 @@ class BlockerKind(models.TextChoices):
     NO_GO = "no_go", "No-go"
     FREEZE = "freeze", "Change freeze"
     RUNNING_RELEASE = "running_release", "Another release running"
+    # The step into another environment, before every earlier stage passed on this artifact.
+    PROMOTION = "promotion", "Earlier environment not passed"
     AUTHOR_UNMATCHED = "author_unmatched", "Author matches no user"
     # A success criterion whose decision window ended inconclusive: a person decides.
     SUCCESS_UNDECIDED = "success_undecided", "Success criterion inconclusive"
@@ -88,6 +90,7 @@ class BlockerKind(models.TextChoices):
             cls.INCIDENT: ("incident", "incidents"),
             cls.NO_GO: ("no-go", "no-gos"),
             cls.FREEZE: ("freeze", "freezes"),
+            cls.PROMOTION: ("earlier stage not passed", "earlier stages not passed"),
             cls.SIGNOFF: ("sign-off", "sign-offs"),
             cls.CHECKLIST: ("checklist", "checklists"),
             cls.METRICS_PENDING: ("pending metric check", "pending metric checks"),

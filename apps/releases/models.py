@@ -10,7 +10,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import Exists, F, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
 
@@ -136,6 +137,28 @@ class ReleaseQuerySet(models.QuerySet):
     def with_related(self) -> ReleaseQuerySet:
         return self.select_related("service", "environment", "plan", "current_stage", "author")
 
+    def with_current_environment(self) -> ReleaseQuerySet:
+        """Annotate `current_environment_slug` (Release.current_environment's slug) in SQL, so a
+        list of releases says where each is without a query per release."""
+        first = Stage.objects.filter(release=OuterRef("pk"), position=0)
+        return self.annotate(
+            current_environment_slug=Coalesce(
+                F("current_stage__environment__slug"),
+                Subquery(first.values("environment__slug")[:1]),
+            )
+        )
+
+    def in_environment(self, slug: str) -> ReleaseQuerySet:
+        """Releases whose current environment (Release.current_environment) has this slug: the
+        current stage's, or for a release at no stage yet its first stage's."""
+        first_stage_there = Stage.objects.filter(
+            release=OuterRef("pk"), position=0, environment__slug=slug
+        )
+        return self.filter(
+            Q(current_stage__environment__slug=slug)
+            | Q(current_stage__isnull=True) & Exists(first_stage_there)
+        )
+
 
 sha_validator = RegexValidator(r"^[0-9a-fA-F]{7,64}$", "A commit SHA is 7 to 64 hex digits.")
 
@@ -204,18 +227,70 @@ class Release(models.Model):
         return 0
 
     @property
+    def current_environment(self) -> Environment:
+        """Where the release is now: its current stage's environment; before it has one (a
+        planned release), its first stage's. Release.environment is where the plan ends up by
+        default (the stages' default), not where the release is."""
+        if self.current_stage_id is not None:
+            return self.current_stage.environment
+        first = self.stages.select_related("environment").order_by("position").first()
+        return first.environment if first is not None else self.environment
+
+    def step_environment_id(self) -> int:
+        """The environment the release's next step changes traffic in: the first stage's for a
+        start, the next stage's for an advance, the last stage's for the completion (a change
+        freeze there holds the step). Release.environment for a finished release."""
+        if self.status in ReleaseStatus.active() and self.current_stage_id is not None:
+            following = (
+                self.stages.filter(position__gt=self.current_stage.position)
+                .order_by("position")
+                .values_list("environment_id", flat=True)
+                .first()
+            )
+            return following or self.current_stage.environment_id
+        if self.status == ReleaseStatus.PLANNED:
+            first = self.stages.order_by("position").values_list("environment_id", flat=True)
+            return first.first() or self.environment_id
+        return self.environment_id
+
+    def percentage_in(self, environment: Environment) -> int | None:
+        """The traffic this release serves in `environment`; None if no stage of it runs there.
+
+        Its current stage's percentage in the current stage's environment; 100 in an
+        environment whose stages have all passed (the release was promoted past it) while it is
+        running, paused or completed; 0 in one it has not reached, and 0 everywhere once rolled
+        back or aborted.
+        """
+        stages = [s for s in self.stages.all() if s.environment_id == environment.pk]
+        if not stages:
+            return None
+        if self.status == ReleaseStatus.COMPLETED:
+            return 100
+        if self.status not in ReleaseStatus.active():
+            return 0
+        current = self.current_stage
+        if current is not None and current.environment_id == environment.pk:
+            return current.traffic_percentage
+        if all(s.status == StageStatus.PASSED for s in stages):
+            return 100
+        return 0
+
+    @property
     def author_display(self) -> str:
         return self.author.get_username() if self.author else self.author_name
 
-    def bucket(self, unit: str) -> tuple[str, int]:
+    def bucket(self, unit: str, percentage: int | None = None) -> tuple[str, int]:
         """Deterministic treatment/control assignment of a user or org id.
 
         The unit's point in [0, 10000) depends only on the release and the unit, so raising the
         percentage only adds units to the treatment: one in it at 10 % stays in it at 25 %.
+        `percentage`: the one to assign at (an environment's, `percentage_in`); default the
+        release's current one.
         """
         digest = hashlib.sha256(f"{self.pk}:{unit}".encode()).digest()
         point = int.from_bytes(digest[:8], "big") % 10_000
-        percentage = self.traffic_percentage
+        if percentage is None:
+            percentage = self.traffic_percentage
         variant = "treatment" if point < percentage * 100 else "control"
         return variant, percentage
 
@@ -241,6 +316,9 @@ class Stage(models.Model):
     # Where the stage runs: its template's environment, or the release's when the template names
     # none. Always set, so readers never resolve the default themselves.
     environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="+")
+    # The artifact the stage ran: the release's commit when the stage was entered. The gate into
+    # another environment asks that every earlier stage passed with the release's commit.
+    commit_sha = models.CharField(max_length=64, blank=True)
     # The plan step this stage was copied from: its metric criteria watch the stage.
     template = models.ForeignKey(
         StageTemplate, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -1,6 +1,10 @@
 """The DORA four keys, per service and overall, and the weekly series behind the charts.
 
-A deployment is a release completed in a production environment (Environment.is_production).
+A deployment is a release completed in a production environment (Environment.is_production):
+a plan may go staging, then production, so what counts is where the release was when it finished
+— its current stage's environment (the last stage for a completed one, the stage it was rolled
+back at for a rolled-back one). A release rolled back in staging never reached production and is
+no production failure. A release finished at no stage counts by its own environment.
 """
 
 from __future__ import annotations
@@ -22,8 +26,8 @@ DEFINITIONS = [
     {
         "key": "deployment_frequency",
         "name": "Deployment frequency",
-        "definition": "Releases completed in a production environment during the period "
-        "(and the same per day).",
+        "definition": "Releases completed in a production environment (their last stage's) "
+        "during the period (and the same per day).",
     },
     {
         "key": "lead_time",
@@ -34,9 +38,9 @@ DEFINITIONS = [
     {
         "key": "change_failure_rate",
         "name": "Change failure rate",
-        "definition": "Production releases finished in the period that failed (rolled back, or "
-        "completed but linked to an incident) over all production releases finished in the "
-        "period (completed or rolled back).",
+        "definition": "Production releases finished in the period that failed (rolled back at a "
+        "production stage, or completed but linked to an incident) over all production releases "
+        "finished in the period (completed, or rolled back at a production stage).",
     },
     {
         "key": "time_to_restore",
@@ -51,9 +55,12 @@ CHART_WEEKS = 8
 
 def _production(service: Service | None) -> QuerySet[Release]:
     linked = Incident.objects.filter(release=OuterRef("pk"))
+    finished_in_production = Q(current_stage__environment__is_production=True) | Q(
+        current_stage__isnull=True, environment__is_production=True
+    )
     return (
         scoped_releases(service)
-        .filter(environment__is_production=True)
+        .filter(finished_in_production)
         .annotate(has_incident=Exists(linked))
     )
 

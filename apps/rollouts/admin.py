@@ -23,10 +23,10 @@ from apps.core.actors import Actor
 from apps.releases import gate_inputs
 from apps.releases.choices import EventVerb, ReleaseStatus
 from apps.releases.models import Event, Release, Stage
-from apps.signoffs.services import change_commit
 
 from . import gate, inputs
 from .breach_response import run_checks_now
+from .promotion import change_artifact
 from .registration import register_release
 from .transitions import TransitionError, allowed_actions, earlier_stages
 
@@ -331,8 +331,9 @@ class ReleaseAdmin(admin.ModelAdmin):
             changed = [name for name in form.changed_data if name in form.fields]
             live = obj.status not in ReleaseStatus.finished()
             if "commit_sha" in changed and obj.commit_sha and live:
-                # A new artifact: the sign-offs given on the old one lapse (apps.signoffs).
-                change_commit(obj, commit_sha=obj.commit_sha, actor=actor)
+                # A new artifact: the sign-offs given on the old one lapse (apps.signoffs), and
+                # a plan across environments goes back to where the old one's evidence starts.
+                change_artifact(obj, commit_sha=obj.commit_sha, actor=actor)
             if not changed:
                 return
             # Only the edited columns: a full save could write back a status that a transition

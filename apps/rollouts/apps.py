@@ -15,10 +15,12 @@ class RolloutsConfig(AppConfig):
             verdicts,
         )
         from .gate import check_soak, check_status
+        from .gate_promotion import check_promotion
         from .gate_running import check_running_release
 
         gate_checks.register("status", check_status)
         gate_checks.register("running_release", check_running_release)
+        gate_checks.register("promotion", check_promotion)
         gate_checks.register("soak", check_soak)
         # Whatever changes a gate input asks (apps.releases.gate_inputs) to recompute the kept
         # verdicts: the feature apps call it without importing rollouts.

@@ -4,8 +4,9 @@ The API's gate endpoint, the admin, the auto-advance tick and the emails all cal
 Each check is a function `(release, stage, now) -> list[Blocker]` (apps/releases/gate_checks.py);
 the app that owns what it reads registers it there in its AppConfig.ready() — checklists,
 sign-offs and freezes, metric checks and traffic, incidents — and rollouts registers its own
-(status, the one running release, soak). `evaluate` runs them in ORDER. `stage` is the current
-stage while the release runs or is paused, None while it is planned (the step is then "start").
+(status, the one running release, the step into another environment, soak). `evaluate` runs
+them in ORDER. `stage` is the current stage while the release runs or is paused, None while it
+is planned (the step is then "start").
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from apps.releases.models import Release, Stage
 ORDER = (
     "status",
     "running_release",
+    "promotion",
     "soak",
     "checklists",
     "signoffs",

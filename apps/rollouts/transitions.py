@@ -21,7 +21,7 @@ from apps.releases import gate_inputs
 from apps.releases.choices import EventVerb, ReleaseStatus, StageStatus
 from apps.releases.models import Event, Release, Service, Stage
 
-from . import completion, gate
+from . import completion, gate, gate_running
 from .messages import tell_transitions
 
 logger = logging.getLogger(__name__)
@@ -53,6 +53,12 @@ ALLOWED_FROM: dict[str, set[str]] = {
     "abort": {ReleaseStatus.PLANNED},
     # Paused too: a release manager holding a release may take traffic down before deciding.
     "step_back": {ReleaseStatus.IN_PROGRESS, ReleaseStatus.PAUSED},
+}
+
+# Transitions nobody asks for by name (no button, no endpoint): another change causes them.
+# send_back follows an artifact change (apps/rollouts/promotion.py).
+CAUSED_FROM: dict[str, set[str]] = {
+    "send_back": {ReleaseStatus.IN_PROGRESS, ReleaseStatus.PAUSED},
 }
 
 
@@ -149,7 +155,7 @@ def _run(
             )
         if from_stage is not None:
             _check_from_stage(locked, from_stage, words)
-        if locked.status not in ALLOWED_FROM[action]:
+        if locked.status not in ALLOWED_FROM.get(action, CAUSED_FROM.get(action, set())):
             raise TransitionError(
                 f"Cannot {words} a release that is {locked.get_status_display().lower()}."
             )
@@ -186,7 +192,10 @@ def _check_gate(release: Release, actor: Actor, reason: str, force: bool, now: d
 def _enter(stage: Stage, now: datetime) -> None:
     stage.status = StageStatus.ACTIVE
     stage.entered_at = now
-    stage.save(update_fields=["status", "entered_at"])
+    # The artifact this stage's evidence is about: the gate into another environment reads it.
+    # (stage.release is the locked release: the stages come from its related manager.)
+    stage.commit_sha = stage.release.commit_sha
+    stage.save(update_fields=["status", "entered_at", "commit_sha"])
 
 
 def _leave(stage: Stage, status: str, now: datetime, paused_at: datetime | None) -> None:
@@ -251,6 +260,9 @@ def advance(
     """Leave the current stage for the next one; past the last stage the release completes."""
 
     def apply(r: Release, now: datetime) -> list[Event]:
+        if gate_running.entering(r, r.current_stage) is not None:
+            # Into another environment: one release per service there, as for a start.
+            _lock_service(r)
         events = _check_gate(r, actor, reason, force, now)
         current = r.current_stage
         _leave(current, StageStatus.PASSED, now, None)
@@ -370,6 +382,61 @@ def abort(
     return _run(release, "abort", actor, reason, apply, from_stage=from_stage)
 
 
+def _reenter_earlier(r: Release, target: Stage, now: datetime) -> None:
+    """Make `target`, an earlier stage, the current one afresh: every stage after it pending
+    again, it active with a new entry (its soak starts over) on the release's commit."""
+    r.stages.filter(position__gt=target.position).update(
+        status=StageStatus.PENDING,
+        entered_at=None,
+        exited_at=None,
+        paused_for=timedelta(0),
+        commit_sha="",
+    )
+    target.exited_at, target.paused_for = None, timedelta(0)
+    target.save(update_fields=["exited_at", "paused_for"])
+    _enter(target, now)
+    r.current_stage = target
+    fields = ["current_stage", "updated_at"]
+    if r.paused_at is not None:
+        # Still paused, now at the earlier stage: its soak counts from the resume.
+        r.paused_at = now
+        fields.append("paused_at")
+    r.save(update_fields=fields)
+
+
+def send_back(
+    release: Release,
+    *,
+    to_stage: Stage,
+    from_commit: str,
+    actor: Actor,
+    reason: str = "",
+) -> Release:
+    """Back to `to_stage`, the first stage of an earlier environment, after the artifact changed.
+
+    The evidence of the stages that ran `from_commit` says nothing about the new one, so the
+    release goes through them again (apps/rollouts/promotion.py decides where to). A paused
+    release stays paused, at the earlier stage.
+    """
+
+    def apply(r: Release, now: datetime) -> list[Event]:
+        current = r.current_stage
+        target = r.stages.select_related("environment").get(pk=to_stage.pk)
+        data = {
+            "from_stage": current.name,
+            "to_stage": target.name,
+            "from_environment": current.environment.slug,
+            "to_environment": target.environment.slug,
+            "from_commit": from_commit,
+            "to_commit": r.commit_sha,
+            "traffic_percentage": target.traffic_percentage,
+        }
+        _reenter_earlier(r, target, now)
+        return [Event.record(r, EventVerb.SENT_BACK, actor, reason=reason, stage=target, data=data)]
+
+    return _run(release, "send_back", actor, reason, apply)
+
+
 def can_step_back(release: Release, stages: Sequence[Stage] | None = None) -> bool:
     """Whether the release has an earlier stage in its current environment to step back to."""
     return bool(earlier_stages(release, stages))
@@ -470,20 +537,7 @@ def step_back(
     def apply(r: Release, now: datetime) -> list[Event]:
         current = r.current_stage
         target = _stage_to_step_to(r, to_stage)
-        r.stages.filter(position__gt=target.position, position__lte=current.position).update(
-            status=StageStatus.PENDING, entered_at=None, exited_at=None, paused_for=timedelta(0)
-        )
-        target.status, target.entered_at, target.exited_at = StageStatus.ACTIVE, now, None
-        target.paused_for = timedelta(0)
-        target.save(update_fields=["status", "entered_at", "exited_at", "paused_for"])
-        r.current_stage = target
-        fields = ["current_stage", "updated_at"]
-        if r.paused_at is not None:
-            # Soak arithmetic reads paused_at as "paused since": the stage stepped to has been
-            # paused only since it was entered. The pause's own start stays in the timeline.
-            r.paused_at = now
-            fields.append("paused_at")
-        r.save(update_fields=fields)
+        _reenter_earlier(r, target, now)
         data: dict[str, Any] = {
             "from_stage": current.name,
             "to_stage": target.name,

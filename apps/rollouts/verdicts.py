@@ -37,7 +37,7 @@ from apps.checks.success import decision_deadlines
 from apps.jobs.runner import job
 from apps.releases import gate_inputs
 from apps.releases.choices import BlockerKind, ReleaseStatus
-from apps.releases.models import Release, Stage
+from apps.releases.models import Environment, Release, Stage
 from apps.signoffs import services as signoffs
 from apps.signoffs.choices import FreezeRecurrence
 from apps.signoffs.models import FreezeWindow, SignOff
@@ -86,6 +86,25 @@ def traffic_document(release: Release) -> dict[str, Any]:
     }
 
 
+def traffic_in(release: Release, environment: Environment) -> dict[str, Any]:
+    """The traffic endpoint's document for one environment (`?environment=`): the percentage
+    the release serves there (Release.percentage_in) and the stage that sets it: the current
+    one when it runs there, the environment's last when the release was promoted past it."""
+    stages = [s for s in release.stages.all() if s.environment_id == environment.pk]
+    percentage = release.percentage_in(environment) or 0
+    current = release.current_stage
+    if current is not None and current.environment_id == environment.pk:
+        stage = current.name  # as traffic_document names it
+    else:
+        stage = stages[-1].name if percentage == 100 else None
+    return {
+        "percentage": percentage,
+        "status": release.status,
+        "stage": stage,
+        "environment": environment.slug,
+    }
+
+
 # --- when time alone changes the answer ------------------------------------------------------
 
 
@@ -106,7 +125,7 @@ def _freeze_changes(release: Release, now: datetime) -> list[datetime]:
     if release.status not in (ReleaseStatus.PLANNED, ReleaseStatus.IN_PROGRESS):
         return []
     moments = []
-    for window in FreezeWindow.objects.covering(release.service_id, release.environment_id):
+    for window in FreezeWindow.objects.covering(release.service_id, release.step_environment_id()):
         until = window.active_until(now)
         if until is not None:
             moments.append(until)

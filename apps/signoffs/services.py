@@ -492,8 +492,10 @@ def change_commit(
 
 
 def active_freezes(release: Release, now: datetime) -> list[tuple[FreezeWindow, datetime]]:
-    """The freeze windows holding this release's service and environment at `now`, with ends."""
-    windows = FreezeWindow.objects.covering(release.service_id, release.environment_id)
+    """The freeze windows holding this release's service and environment at `now`, with ends:
+    the environment its next step enters (a plan may go staging, then production: a production
+    freeze holds the step into production, not the staging stages before it)."""
+    windows = FreezeWindow.objects.covering(release.service_id, release.step_environment_id())
     found = []
     for window in windows.possibly_active(now).order_by("name"):
         until = window.active_until(now)

@@ -94,6 +94,18 @@ def test_demo_content_matches_the_design(db, debug) -> None:
         assert release.events.filter(verb=EventVerb.CREATED).count() == 1
     paused = Release.objects.get(status=ReleaseStatus.PAUSED)
     assert paused.events.get(verb=EventVerb.PAUSED).reason
+    # The plans that mirror the runbooks go staging, then production, in one plan.
+    where = {
+        plan.slug: [t.environment.slug if t.environment else "" for t in plan.stages.all()]
+        for plan in RolloutPlan.objects.prefetch_related("stages__environment")
+    }
+    assert where["staging-ab-full"] == ["staging", "", ""]
+    assert where["feature-flag-canary"][:2] == ["staging", ""]
+    assert where["progressive"] == [""] * 5  # one environment: the release's
+    in_staging = Release.objects.get(service__slug="dci-orchestrator", version="1.9.0")
+    assert in_staging.environment.slug == "production"
+    assert in_staging.current_environment.slug == "staging"
+    assert paused.current_environment.slug == "production"  # 1.8.0, past its staging stage
 
 
 def test_printed_admin_login_works_and_changes_each_run(db, debug) -> None:

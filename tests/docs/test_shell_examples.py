@@ -76,6 +76,9 @@ EXPECT = {
         # traffic/: its keys in any order (PostgreSQL's jsonb keeps them sorted its own way).
         r'^\{(?=[^{}]*"percentage":5)(?=[^{}]*"stage":"canary")[^{}]*\}$',
     ],
+    ("ci.md", "traffic/?environment="): [
+        r'^\{"percentage":0,"status":"planned","stage":null,"environment":"production"\}$'
+    ],
     ("ci.md", "$ID/gate/"): [
         r'^\{"can_advance":false,"step":"start","stage":null,"status":"planned",',
         r"Checklist 'Pre-deployment' \(0/1 done\) has 1 required item open: All tests pass\.",

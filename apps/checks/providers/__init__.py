@@ -87,10 +87,11 @@ def served(
 
 
 def placeholders(release: Release, variant: str) -> dict[str, str]:
-    """The values a query template may name."""
+    """The values a query template may name. {environment} is where the release is now (its
+    current stage's): a plan through staging is measured on staging's series there."""
     return {
         "service": release.service.slug,
-        "environment": release.environment.slug,
+        "environment": release.current_environment.slug,
         "release": str(release.pk),
         "version": release.version,
         "variant": variant,

@@ -41,12 +41,13 @@ FORCE_REASON = "Demo data: soak skipped to give the example a history."
 
 @dataclass(frozen=True)
 class PlanSpec:
-    """A demo plan: (stage name, traffic %, min soak, auto-advance) per stage."""
+    """A demo plan: (stage name, traffic %, min soak, auto-advance[, environment slug]) per
+    stage; a stage naming no environment runs in the release's (production in the demo)."""
 
     slug: str
     name: str
     description: str
-    stages: list[tuple[str, int, timedelta, bool]]
+    stages: list[tuple[str, int, timedelta, bool] | tuple[str, int, timedelta, bool, str]]
 
 
 PLANS = [
@@ -67,7 +68,8 @@ PLANS = [
         "Feature-flag canary",
         "Deploy dark with the flags off in staging, then open the flag to a canary and widen it.",
         [
-            ("staging, flags off", 0, 2 * HOUR, False),
+            # The runbook's Phase 1 runs in staging, then the same build goes to production.
+            ("staging, flags off", 0, 2 * HOUR, False, "staging"),
             ("canary", 10, DAY, False),
             ("25%", 25, DAY, False),
             ("50%", 50, DAY, False),
@@ -80,7 +82,8 @@ PLANS = [
         "Internal → beta",
         "Employees first, then beta users, then everyone.",
         [
-            ("internal", 1, 3 * DAY, False),
+            # "Phase 1: Internal Testing — deploy to staging", then beta users in production.
+            ("internal", 1, 3 * DAY, False, "staging"),
             ("beta", 10, 4 * DAY, False),
             ("25%", 25, 2 * DAY, False),
             ("50%", 50, 2 * DAY, False),
@@ -92,7 +95,7 @@ PLANS = [
         "Staging → A/B → full",
         "A fifth of staging traffic, then an A/B test on half of production, then everyone.",
         [
-            ("staging", 20, DAY, False),
+            ("staging", 20, DAY, False, "staging"),
             ("A/B", 50, 2 * DAY, False),
             ("full", 100, DAY, False),
         ],
@@ -164,8 +167,10 @@ RELEASES = [
         reason="Error rate on the canary climbing towards 5%; holding while we look.",
     ),
     DemoRelease(
+        # Bound for production through staging, in one plan: it runs in staging while 1.8.0 is
+        # paused in production (one running release per service and environment).
         "dci-orchestrator",
-        "staging",
+        "production",
         "1.9.0",
         "li.wei",
         plan="staging-ab-full",
@@ -203,7 +208,7 @@ class Command(BaseCommand):
             ensure_roles()
             admin_user = self._admin(password)
             environments = self._environments()
-            plans = self._plans()
+            plans = self._plans(environments)
             cast.people(password)
             cast.plan_extras(plans)  # before the releases, which copy them
             services = self._services(plans)
@@ -258,13 +263,13 @@ class Command(BaseCommand):
             for slug, name, prod, order in ENVIRONMENTS
         }
 
-    def _plans(self) -> dict[str, RolloutPlan]:
+    def _plans(self, environments: dict[str, Environment]) -> dict[str, RolloutPlan]:
         plans = {}
         for spec in PLANS:
             plan, _ = RolloutPlan.objects.update_or_create(
                 slug=spec.slug, defaults={"name": spec.name, "description": spec.description}
             )
-            for position, (name, pct, soak, auto) in enumerate(spec.stages):
+            for position, (name, pct, soak, auto, *where) in enumerate(spec.stages):
                 StageTemplate.objects.update_or_create(
                     plan=plan,
                     position=position,
@@ -273,6 +278,7 @@ class Command(BaseCommand):
                         "traffic_percentage": pct,
                         "min_soak": soak,
                         "auto_advance": auto,
+                        "environment": environments[where[0]] if where else None,
                     },
                 )
             plan.stages.filter(position__gte=len(spec.stages)).delete()

@@ -39,8 +39,10 @@ class Compiled:
         compiler = queryset.query.get_compiler(using=queryset.db)
         sql, params = compiler.as_sql()
         slots = [markers.index(p) if p in markers else None for p in params]
-        if sorted(s for s in slots if s is not None) != list(range(self._arity)):
-            raise ValueError("Each placeholder must appear exactly once in the compiled query.")
+        # A value may be used more than once (the environment of a filter and of an
+        # annotation's condition): every occurrence is bound to it.
+        if {s for s in slots if s is not None} != set(range(self._arity)):
+            raise ValueError("Each placeholder must appear in the compiled query.")
         if self._exact and None in slots:
             raise ValueError(
                 f"Compiled query has parameters besides its placeholders: {params!r}; "

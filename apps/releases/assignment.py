@@ -72,6 +72,7 @@ _SPLITTING_ONE = Compiled(
             *_RELEASE_FIELDS,
             *(f"current_stage__{name}" for name in _STAGE_FIELDS),
             "percentage_here",
+            "current_here",
         )
     ),
     arity=2,
@@ -82,7 +83,7 @@ _SPLITTING_ONE = Compiled(
 def splitting_one(service_slug: str, environment_slug: str) -> Release | None:
     """The release splitting one service's traffic in one environment, both by slug, or None
     (also for a slug that names nothing: the caller tells those apart only then), its current
-    stage loaded and `percentage_here` set (as `splitting`'s). One query."""
+    stage loaded and `percentage_here` and `current_here` set (as `splitting`'s). One query."""
     rows = _SPLITTING_ONE.rows(service_slug, environment_slug)
     if not rows:
         return None
@@ -92,5 +93,5 @@ def splitting_one(service_slug: str, environment_slug: str) -> Release | None:
     release = Release.from_db(db, _RELEASE_FIELDS, row[: len(_RELEASE_FIELDS)])
     stage = Stage.from_db(db, _STAGE_FIELDS, row[len(_RELEASE_FIELDS) : stage_end])
     Release.current_stage.field.set_cached_value(release, stage)
-    release.percentage_here = row[stage_end]
+    release.percentage_here, release.current_here = row[stage_end], row[stage_end + 1]
     return release

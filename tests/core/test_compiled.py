@@ -48,8 +48,23 @@ def test_a_parameter_other_than_the_placeholders_is_refused_unless_declared_cons
     constant = Compiled(lambda name: ApiToken.objects.filter(name=name, pk__gt=0), 1, exact=False)
     assert constant.rows("ci") == []
     missing = Compiled(lambda name: ApiToken.objects.filter(pk__gt=0), arity=1)
-    with pytest.raises(ValueError, match="exactly once"):
+    with pytest.raises(ValueError, match="must appear"):
         missing.rows("ci")
+
+
+@pytest.mark.django_db
+def test_a_value_used_twice_is_bound_at_each_place(service, production):
+    from tests.factories import make_release
+
+    made = make_release(service=service, environment=production, version="1.0")
+    twice = Compiled(
+        lambda version: (
+            Release.objects.filter(version=version).exclude(author_name=version).values_list("pk")
+        ),
+        arity=1,
+    )
+    assert twice.rows("1.0") == [(made.pk,)]
+    assert twice.rows("2.0") == []
 
 
 @pytest.mark.django_db

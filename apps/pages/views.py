@@ -71,7 +71,10 @@ def _refusals_shown(view: Callable[..., HttpResponse]) -> Callable[..., HttpResp
 def _release(request: HttpRequest, pk: int, perm: str | None, refusal: str = NO_VIEW) -> Release:
     """The release, if this person may see it (`perm`): the same rule as the API's."""
     actor = Actor.for_user(request.user)
-    return get_for(actor, Release.objects.with_related(), perm=perm, refusal=refusal, pk=pk)
+    # The current stage's environment too: the page says where the traffic is (a plan may go
+    # through staging before production).
+    releases = Release.objects.with_related().select_related("current_stage__environment")
+    return get_for(actor, releases, perm=perm, refusal=refusal, pk=pk)
 
 
 def _page(

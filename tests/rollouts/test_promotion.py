@@ -493,3 +493,16 @@ def test_the_release_shows_where_each_stage_runs_and_the_commit_it_ran(release, 
         ("staging 20%", "staging", OLD),
         ("staging 100%", "staging", ""),
     ]
+
+
+def test_the_release_page_says_which_environment_the_traffic_is_in(release, rita):
+    page = Client()
+    page.force_login(rita)
+    url = f"/releases/{release.pk}/"
+    at(release, "staging 20%")
+    text = page.get(url).content.decode()
+    assert "→ Production</h1>" in text  # where the plan ends up
+    assert 'Traffic <strong>20 %</strong> in <strong id="traffic-environment">Staging' in text
+    at(release, "5%")
+    text = page.get(url).content.decode()
+    assert "Traffic <strong>5 %</strong></span>" in text  # in its own environment: said once

@@ -310,8 +310,8 @@ def test_the_page_offers_step_back_with_the_earlier_stages(at_75, rita):
     body = _page_client(rita).get(f"/releases/{at_75.pk}/").content.decode()
     assert 'id="action-step_back"' in body
     assert "Step back from 75 %" in body
-    assert '<option value="1">50% (50 %), the previous stage</option>' in body
-    assert '<option value="0">25% (25 %)</option>' in body
+    assert '<option value="1">50 %, the previous stage</option>' in body
+    assert '<option value="0">25 %</option>' in body
 
 
 def test_the_page_offers_no_step_back_at_the_first_stage(service, production, rita):

@@ -68,6 +68,21 @@ WHERE t."key_hash" = %s AND t.{USABLE}
 """  # noqa: S608 - table and column names from the models' _meta, values as parameters
 
 
+# The row's datetimes as the ORM would give them: SQLite (the embedded mode) hands them over as
+# naive text, PostgreSQL as aware datetimes. The fields' own converters, as a queryset runs them.
+_DATETIMES = (_token.get_field("last_used_at"), _kept.get_field("computed_at"),
+              _kept.get_field("next_change_at"))  # fmt: skip
+
+
+def _as_orm(field: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    col = field.get_col(field.model._meta.db_table)
+    for convert in connection.ops.get_db_converters(col) + field.get_db_converters(connection):
+        value = convert(value, col, connection)
+    return value
+
+
 def kept_for_token(key: str, release_id: int) -> tuple[int, Any, KeptVerdict] | None:
     """(token id, its last use, the release's kept verdict) when the usable token of `key` may
     read the release and its kept row exists; None for anything DRF must answer."""
@@ -79,6 +94,10 @@ def kept_for_token(key: str, release_id: int) -> tuple[int, Any, KeptVerdict] | 
     token_id, last_used_at, exists, in_scope, version, payload, traffic, at, next_at = row
     if not (exists and in_scope) or version is None:
         return None
+    if connection.vendor != "postgresql":
+        last_used_at, at, next_at = (
+            _as_orm(f, v) for f, v in zip(_DATETIMES, (last_used_at, at, next_at), strict=True)
+        )
     # JSONField's own decoding (the backend hands jsonb over as text): same dicts, same order.
     kept = KeptVerdict(
         release_id=release_id,

@@ -176,3 +176,63 @@ def test_a_due_or_missing_kept_row_goes_to_drf_which_recomputes_it(api, release,
     again = api.get(url)
     assert again.status_code == 200 and again.json().keys() == first.json().keys()
     assert KeptVerdict.objects.filter(pk=release.pk).exists()
+
+
+# The embedded mode (`make run`: SQLite) hands the row's datetimes over as naive text; the lean
+# path once compared them with an aware `now` and answered 500 there. Its own process: the
+# suite's database is PostgreSQL.
+EMBEDDED_POLL = """
+import django, json
+django.setup()
+from django.core.management import call_command
+call_command("migrate", verbosity=0)
+from django.test import Client
+from django.test.utils import override_settings
+from apps.api.models import ApiToken
+from apps.rollouts import verdicts
+from tests.factories import make_release
+override_settings(ALLOWED_HOSTS=["testserver"]).enable()
+release = make_release()
+verdicts.read(release.pk)
+_, key = ApiToken.issue("ci", [release.service])
+client = Client(HTTP_AUTHORIZATION=f"Token {key}")
+answers = {}
+for lean in (True, False):
+    with override_settings(API_LEAN_READS=lean):
+        for endpoint in ("gate", "traffic"):
+            response = client.get(f"/api/v1/releases/{release.pk}/{endpoint}/")
+            answers[f"{endpoint} {lean}"] = [response.status_code, response.content.decode()]
+print(json.dumps(answers))
+"""
+
+
+def test_the_lean_path_answers_in_the_embedded_mode_too(tmp_path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL")},
+        "DEBUG": "true",
+        "DJANGO_SETTINGS_MODULE": "rolloutdesk.settings",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'embedded.sqlite3'}",
+        "ROLLOUTDESK_VAR_DIR": str(tmp_path),
+        "CELERY_TASK_ALWAYS_EAGER": "true",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", EMBEDDED_POLL],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    answers = json.loads(done.stdout.strip().splitlines()[-1])
+    for endpoint in ("gate", "traffic"):
+        lean, drf = answers[f"{endpoint} True"], answers[f"{endpoint} False"]
+        assert lean[0] == 200, lean
+        assert lean == drf

@@ -31,3 +31,13 @@ def test_a_plan_without_environments_runs_every_stage_in_the_releases(service, p
     release = make_release(service=service, environment=production)
 
     assert {s.environment_id for s in release.stages.all()} == {production.pk}
+
+
+def test_every_blocker_kind_is_counted_by_its_own_noun() -> None:
+    # The dashboard counts the blockers after the first by kind ("and 1 failing metric check,
+    # 1 release running alongside"); a kind without a noun read "1 other".
+    from apps.releases.choices import BlockerKind
+
+    for kind in BlockerKind.values:
+        assert "other" not in BlockerKind.noun(kind, 1), kind
+        assert "other" not in BlockerKind.noun(kind, 2), kind

@@ -98,7 +98,8 @@ urlpatterns = [
     path("", include(router.urls)),
     # Last: any other path under /api/v1/ (a malformed id such as releases/abc/checks/ included)
     # answers the API's JSON 404, not the site's HTML page.
-    re_path(r"^.*$", csrf_exempt(lambda request, *args, **kwargs: _not_found(request))),
+    # [\s\S], not ".": an id holding a newline (releases/%0A/checklists/) is a path too.
+    re_path(r"^[\s\S]*\Z", csrf_exempt(lambda request, *args, **kwargs: _not_found(request))),
 ]
 
 

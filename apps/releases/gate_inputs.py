@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Protocol
 
 from django.db import transaction
@@ -52,9 +53,31 @@ class _Pending(threading.local):
         self.release_ids: set[int] = set()
         self.service_ids: set[int] | None = set()  # None: every service
         self.measured_ids: set[int] = set()
+        self.gathering = 0  # depth of gathered() blocks: their commits recompute nothing yet
 
 
 _pending = _Pending()
+
+
+@contextmanager
+def gathered() -> Iterator[None]:
+    """Recompute once, when the block ends, what the changes committed inside it touched.
+
+    For a loop of changes that each commit on their own (the tick acts on each breaching
+    release in a transaction of its own): without it, every commit recomputes the releases it
+    touched, and a service-wide change (an incident) recomputes every release of the service,
+    so a tick that rolls back 60 releases of one service evaluated some 1,900 gates instead
+    of 60. The verdicts are marked due inside each change's transaction all the same, so a
+    reader meanwhile evaluates afresh and a crash leaves them for the tick.
+    """
+    _pending.gathering += 1
+    try:
+        yield
+    finally:
+        _pending.gathering -= 1
+        if not _pending.gathering:
+            # Inside a transaction, once it commits (what it wrote is then what is evaluated).
+            transaction.on_commit(_flush, robust=True)
 
 
 def changed(
@@ -96,6 +119,8 @@ def changed(
 
 
 def _flush() -> None:
+    if _pending.gathering:
+        return  # a gathered() block recomputes everything once it ends
     pending = _pending.release_ids, _pending.service_ids, _pending.measured_ids
     _pending.release_ids, _pending.service_ids, _pending.measured_ids = set(), set(), set()
     release_ids, service_ids, measured_ids = pending

@@ -27,6 +27,7 @@ from apps.checks.models import CheckResult
 from apps.core.actors import Actor
 from apps.incidents import lifecycle as incidents
 from apps.jobs.runner import Run, job
+from apps.releases import gate_inputs
 from apps.releases.choices import EventVerb, ReleaseStatus
 from apps.releases.models import Event, Release
 
@@ -263,13 +264,16 @@ def evaluate_and_act(
         releases, now=now or timezone.now(), trigger=trigger, run=run
     )
     report.releases = len(outcomes)
-    for outcome in outcomes:
-        report.results += len(outcome.results)
-        if run is None:
-            act(outcome, report)
-        elif needs_action(outcome):
-            with run.item(outcome.release):
+    # Each rollback, pause and incident commits on its own; their kept verdicts are recomputed
+    # once, after the last (an incident touches every release of its service).
+    with gate_inputs.gathered():
+        for outcome in outcomes:
+            report.results += len(outcome.results)
+            if run is None:
                 act(outcome, report)
+            elif needs_action(outcome):
+                with run.item(outcome.release):
+                    act(outcome, report)
     return report
 
 

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from apps.core.actors import Actor
 from apps.jobs.runner import job
+from apps.releases import gate_inputs
 from apps.releases.choices import ReleaseStatus
 from apps.releases.models import Release
 from apps.signoffs import asking
@@ -58,7 +59,8 @@ def auto_advance_due() -> TickReport:
         .select_related("service", "current_stage")
         .order_by("pk")
     )
-    with job("rollouts.auto_advance") as run:
+    # An advance changes what its service's other releases' gates see: recompute them once.
+    with job("rollouts.auto_advance") as run, gate_inputs.gathered():
         for release in candidates.iterator(chunk_size=500):
             report.examined += 1
             # No savepoint of its own: the gate only reads, and advance() writes in one

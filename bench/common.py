@@ -442,7 +442,7 @@ def fill(*, releases: int, running: int, samples: int, services: int = 20) -> di
             """
             INSERT INTO releases_stage (release_id, position, name, traffic_percentage, min_soak,
                 auto_advance, status, entered_at, exited_at, paused_for, min_requests, template_id,
-                environment_id)
+                environment_id, commit_sha)
             SELECT r.id, t.position, t.name, t.traffic_percentage, t.min_soak, t.auto_advance,
                    CASE WHEN r.status = 'completed' THEN 'passed'
                         WHEN r.status = 'rolled_back' AND t.position = 1 THEN 'rolled_back'
@@ -456,7 +456,10 @@ def fill(*, releases: int, running: int, samples: int, services: int = 20) -> di
                    CASE WHEN r.status = 'completed' OR t.position = 0
                              OR (r.status = 'rolled_back' AND t.position = 1)
                         THEN r.started_at + (t.position + 1) * interval '10 hours' END,
-                   interval '0', 0, t.id, COALESCE(t.environment_id, r.environment_id)
+                   interval '0', 0, t.id, COALESCE(t.environment_id, r.environment_id),
+                   -- The commit a stage ran on is stamped when it is entered.
+                   CASE WHEN r.status = 'completed' OR t.position <= 1 THEN r.commit_sha
+                        ELSE '' END
             FROM releases_release r CROSS JOIN releases_stagetemplate t
             WHERE t.plan_id = %(plan)s
             """,

@@ -179,7 +179,8 @@ def _stages(cursor: CursorWrapper, common: dict) -> None:
     cursor.execute(
         f"""
         INSERT INTO releases_stage (release_id, position, name, traffic_percentage, min_soak,
-            auto_advance, status, entered_at, exited_at, paused_for, min_requests, template_id)
+            auto_advance, status, entered_at, exited_at, paused_for, min_requests, template_id,
+            commit_sha)
         SELECT r.id, t.position, t.name, t.traffic_percentage, t.min_soak, t.auto_advance,
                CASE WHEN t.position < {REACHED} THEN 'passed'
                     WHEN t.position = {REACHED} THEN
@@ -194,7 +195,8 @@ def _stages(cursor: CursorWrapper, common: dict) -> None:
                                                     IS NOT NULL)
                     THEN r.started_at + (t.position + 1) * ({END} - r.started_at)
                                         / ({REACHED} + 1) END,
-               interval '0', 0, t.id
+               interval '0', 0, t.id,
+               CASE WHEN t.position <= {REACHED} THEN r.commit_sha ELSE '' END
         FROM releases_release r CROSS JOIN releases_stagetemplate t
         WHERE t.plan_id = %(plan)s
         """,

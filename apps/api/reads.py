@@ -13,10 +13,12 @@ a kept row missing or due (recomputed there), the browsable API, a request over 
 What it keeps from the DRF path, each from the same place: the token's key parsing and "used"
 mark (authentication.token_key / note_use), which tokens count (ApiToken.objects.usable(): not
 revoked, `USABLE` below is that filter, tests/api/test_lean_reads.py holds them equal), the rate
-limit (throttling.ApiRateThrottle, same counter), the answer (KeptVerdict.gate_document /
-.traffic, rendered by DRF's JSONRenderer), the ETag and 304 rule (views.etag_matches) and the
-headers. A revocation takes effect at once: nothing here is cached between requests.
-tests/api/test_lean_reads.py asserts byte-identical answers with API_LEAN_READS on and off.
+limit (throttling.ApiRateThrottle, same counter; counted with the address's bad-token block
+check, which the middleware leaves to this view, in one Redis round trip), the answer
+(KeptVerdict.gate_document / .traffic, rendered by DRF's JSONRenderer), the ETag and 304 rule
+(views.etag_matches) and the headers. A revocation takes effect at once: nothing here is cached
+between requests. tests/api/test_lean_reads.py asserts byte-identical answers with
+API_LEAN_READS on and off.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from apps.rollouts.models import KeptVerdict
 
 from .authentication import note_use, token_key
 from .models import ApiToken, hash_key
-from .throttling import ApiRateThrottle, token_caller
+from .throttling import admit_token_read, refuse_blocked_token, token_caller
 from .views import etag_matches
 
 # What DRF answers these actions with besides the body (APIView.default_response_headers: the
@@ -129,10 +131,13 @@ def answer(request: HttpRequest, release_id: int, endpoint: str) -> HttpResponse
     token_id, last_used_at, kept = found
     if kept.is_due(timezone.now()):
         return None
-    note_use(token_id, last_used_at)
-    if not ApiRateThrottle().allow_caller(token_caller(token_id)):
+    admitted = admit_token_read(request, token_caller(token_id))
+    if isinstance(admitted, HttpResponse):
+        return admitted  # the address is blocked for bad tokens: 429, as the middleware's
+    if not admitted:
         # DRF counts it once more and answers its 429: the count is past the limit either way.
         return None
+    note_use(token_id, last_used_at)
     seen = request.headers.get("If-None-Match", "")
     if seen and etag_matches(seen, kept.etag):
         response = HttpResponse(status=304)
@@ -154,6 +159,12 @@ def lean(endpoint: str, fallback: Callable[..., HttpResponse]) -> Callable[..., 
     @csrf_exempt
     def view(request: HttpRequest, pk: str) -> HttpResponse:
         response = answer(request, int(pk), endpoint)
-        return response if response is not None else fallback(request, pk=pk)
+        if response is None:
+            # DRF's answer, after the bad-token block check if this view did not reach it.
+            response = refuse_blocked_token(request) or fallback(request, pk=pk)
+        return response
 
+    # The middleware leaves the bad-token block check to this view: one Redis round trip with
+    # the rate count instead of two (apps/api/throttling.admit_token_read).
+    view.checks_token_block = True  # type: ignore[attr-defined]
     return view

@@ -21,7 +21,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 
-from apps.core.cache import count
+from apps.core.cache import count, count_unless
 
 from .authentication import TokenPrincipal
 
@@ -50,7 +50,7 @@ class Window:
     limit: int
     seconds: int
 
-    def _key(self, address: str) -> str:
+    def key(self, address: str) -> str:
         bucket = int(time.time()) // self.seconds
         return f"hardening:{self.name}:{address}:{bucket}"
 
@@ -59,14 +59,14 @@ class Window:
 
     def blocked(self, address: str) -> bool:
         try:
-            return (cache.get(self._key(address)) or 0) >= self.limit
+            return (cache.get(self.key(address)) or 0) >= self.limit
         except Exception:  # a cache outage must not lock everyone out (or in): log it
             logger.warning("Rate-limit cache unavailable; %s not checked", self.name)
             return False
 
     def fail(self, address: str) -> int:
         try:
-            return count(self._key(address), timeout=self.seconds + 5)
+            return count(self.key(address), timeout=self.seconds + 5)
         except Exception:  # as above
             logger.warning("Rate-limit cache unavailable; %s not counted", self.name)
             return 0
@@ -93,6 +93,11 @@ def _too_many(request: HttpRequest, window: Window, what: str) -> HttpResponse:
     return response
 
 
+# The request attribute holding the address whose bad-token block is still to be checked, when
+# the middleware left the check to a view that makes it with its rate count (checks_token_block).
+PENDING_BLOCK = "rolloutdesk_token_block_address"
+
+
 class FailedAuthThrottleMiddleware:
     """Refuse an address (429, Retry-After) that sent too many bad API tokens or failed sign-ins.
 
@@ -114,8 +119,9 @@ class FailedAuthThrottleMiddleware:
             and ("HTTP_AUTHORIZATION" in request.META or "HTTP_X_API_KEY" in request.META)
         )
         is_login = request.method == "POST" and request.path in LOGIN_PATHS
-        if is_token and token_window().blocked(address):
-            return _too_many(request, token_window(), "invalid API tokens")
+        if is_token:
+            # Checked in process_view, once the view is known (or by the view itself).
+            setattr(request, PENDING_BLOCK, address)
         if is_login and login_window().blocked(address):
             return _too_many(request, login_window(), "failed sign-ins")
         response = self.get_response(request)
@@ -126,6 +132,48 @@ class FailedAuthThrottleMiddleware:
             if login_window().fail(address) == login_window().limit:
                 logger.warning("Address %s blocked after repeated failed sign-ins", address)
         return response
+
+    def process_view(self, request: HttpRequest, view: Any, *args: Any) -> HttpResponse | None:
+        """Refuse a blocked address before the view runs, unless the view checks the block
+        itself in the same round trip as its rate count (apps/api/reads.py's lean reads)."""
+        if getattr(view, "checks_token_block", False):
+            return None
+        return refuse_blocked_token(request)
+
+
+def refuse_blocked_token(request: HttpRequest) -> HttpResponse | None:
+    """429 when the request carries a token from an address blocked for bad tokens and that is
+    not yet checked; None otherwise. Checked once per request."""
+    address = getattr(request, PENDING_BLOCK, None)
+    if address is None:
+        return None
+    setattr(request, PENDING_BLOCK, None)
+    if token_window().blocked(address):
+        return _too_many(request, token_window(), "invalid API tokens")
+    return None
+
+
+def admit_token_read(request: HttpRequest, caller: str) -> HttpResponse | bool:
+    """The lean reads' cache checks in one round trip: the address's bad-token block (left by
+    the middleware to the view) and the token's rate count, which a blocked request does not
+    add to. A 429 response when the address is blocked; else whether the token is within its
+    rate (False: DRF answers its 429)."""
+    throttle = ApiRateThrottle()
+    address = getattr(request, PENDING_BLOCK, None)
+    if address is None or throttle.limit is None:
+        refused = refuse_blocked_token(request)
+        return refused if refused is not None else throttle.allow_caller(caller)
+    setattr(request, PENDING_BLOCK, None)
+    window = token_window()
+    try:
+        made = count_unless(window.key(address), window.limit, throttle.key(caller),
+                            throttle.seconds + 5)  # fmt: skip
+    except Exception:  # as in allow_caller: an outage neither blocks nor limits
+        logger.warning("Rate-limit cache unavailable; API rate and token block not checked")
+        return True
+    if made is None:
+        return _too_many(request, window, "invalid API tokens")
+    return throttle.within(made)
 
 
 class ApiRateThrottle(BaseThrottle):
@@ -150,13 +198,19 @@ class ApiRateThrottle(BaseThrottle):
         lean reads' (apps/api/reads.py) limit, which knows the token but builds no request.user."""
         if self.limit is None:
             return True
-        window = int(time.time()) // self.seconds
-        key = f"hardening:api:{caller}:{window}"
         try:
-            made = count(key, timeout=self.seconds + 5)
+            made = count(self.key(caller), timeout=self.seconds + 5)
         except Exception:  # a cache outage must not answer 500 to every API call
             logger.warning("Rate-limit cache unavailable; API rate not checked")
             return True
+        return self.within(made)
+
+    def key(self, caller: str) -> str:
+        """The counter of `caller`'s requests in the current window."""
+        return f"hardening:api:{caller}:{int(time.time()) // self.seconds}"
+
+    def within(self, made: int) -> bool:
+        """Whether the `made`th request of the window is within the rate."""
         if made <= self.limit:
             return True
         self.retry = self.seconds - int(time.time()) % self.seconds or 1

@@ -3,6 +3,7 @@ query, byte for byte what the DRF action answers; every other request goes to DR
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from types import SimpleNamespace
 
@@ -236,3 +237,79 @@ def test_the_lean_path_answers_in_the_embedded_mode_too(tmp_path) -> None:
         lean, drf = answers[f"{endpoint} True"], answers[f"{endpoint} False"]
         assert lean[0] == 200, lean
         assert lean == drf
+
+
+@pytest.fixture
+def redis_cache(settings, redis_url):
+    """The production cache: Redis through apps.core.cache.RedisCache, a key prefix of its own."""
+    from rolloutdesk.settings import default_cache
+
+    settings.CACHES = {
+        "default": {**default_cache("", redis_url), "KEY_PREFIX": f"rd-test-{uuid.uuid4().hex}"}
+    }
+    from django.core.cache import caches
+
+    yield caches["default"]
+    caches["default"].clear()
+
+
+def round_trips(backend) -> list:
+    """Counts every Redis round trip of `backend`: each takes a connection from its pool."""
+    pool = backend._cache.get_client(write=True).connection_pool
+    taken = []
+    original = pool.get_connection
+
+    def get_connection(*args, **kwargs):
+        taken.append(args)
+        return original(*args, **kwargs)
+
+    pool.get_connection = get_connection
+    return taken
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+def test_a_lean_answer_is_one_redis_round_trip(api, release, endpoint, redis_cache):
+    url = f"/api/v1/releases/{release.pk}/{endpoint}/"
+    assert api.get(url).status_code == 200  # loads the script, marks the token used
+    taken = round_trips(redis_cache)
+    for _ in range(3):
+        assert api.get(url).status_code == 200
+    # The address's bad-token block and the token's rate count, together (they were two).
+    assert len(taken) == 3
+    caller = throttling.token_caller(ApiToken.objects.get().pk)
+    assert redis_cache.get(throttling.ApiRateThrottle().key(caller)) == 4
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+@pytest.mark.parametrize("cache_kind", ["redis", "local"])
+def test_a_blocked_address_is_refused_by_the_lean_path_as_by_drf(
+    api, release, endpoint, cache_kind, request, settings
+):
+    if cache_kind == "redis":
+        request.getfixturevalue("redis_cache")
+    settings.HARDENING_FAILED_TOKEN_LIMIT = 3
+    url = f"/api/v1/releases/{release.pk}/{endpoint}/"
+    token = ApiToken.objects.get()
+    caller = throttling.token_caller(token.pk)
+    window = throttling.token_window()
+
+    def block_and_poll() -> object:
+        cache.clear()
+        for n in range(3):
+            assert token_client(f"rd_guess{n}").get(url).status_code == 401
+        return api.get(url)  # the right token, from the blocked address
+
+    lean, drf = both(settings, block_and_poll)
+    assert lean.status_code == 429
+    assert "Too many invalid API tokens" in lean.json()["detail"]
+    assert_same(lean, drf)
+    # Refused before anything was counted or noted against the token.
+    assert cache.get(throttling.ApiRateThrottle().key(caller)) is None
+    assert cache.get(window.key("127.0.0.1")) == 3
+    token.refresh_from_db()
+    assert token.last_used_at is None
+    # A bad token from the blocked address is refused too (the lean path hands it to DRF).
+    settings.API_LEAN_READS = True
+    assert token_client("rd_guess9").get(url).status_code == 429

@@ -180,7 +180,7 @@ def _stages(cursor: CursorWrapper, common: dict) -> None:
         f"""
         INSERT INTO releases_stage (release_id, position, name, traffic_percentage, min_soak,
             auto_advance, status, entered_at, exited_at, paused_for, min_requests, template_id,
-            commit_sha)
+            environment_id, commit_sha)
         SELECT r.id, t.position, t.name, t.traffic_percentage, t.min_soak, t.auto_advance,
                CASE WHEN t.position < {REACHED} THEN 'passed'
                     WHEN t.position = {REACHED} THEN
@@ -195,7 +195,7 @@ def _stages(cursor: CursorWrapper, common: dict) -> None:
                                                     IS NOT NULL)
                     THEN r.started_at + (t.position + 1) * ({END} - r.started_at)
                                         / ({REACHED} + 1) END,
-               interval '0', 0, t.id,
+               interval '0', 0, t.id, COALESCE(t.environment_id, r.environment_id),
                CASE WHEN t.position <= {REACHED} THEN r.commit_sha ELSE '' END
         FROM releases_release r CROSS JOIN releases_stagetemplate t
         WHERE t.plan_id = %(plan)s
@@ -347,13 +347,13 @@ def _incidents(cursor: CursorWrapper, common: dict) -> None:
         INSERT INTO incidents_incident (service_id, release_id, title, description, severity,
             status, source, fingerprint, labels, link, opened_at, acknowledged_at, resolved_at,
             trigger_count, last_triggered_at, last_trigger_key, escalation_started_at,
-            escalation_step, reopen_count, updated_at)
+            escalation_step, reopen_count, updated_at, routed_by, routing_note)
         SELECT i.service_id, i.id, 'Errors up on ' || i.version, '', 'sev' || (mod(i.id, 4) + 1),
                CASE WHEN i.resolved_at IS NOT NULL THEN 'resolved'
                     WHEN i.acknowledged_at IS NOT NULL THEN 'acknowledged' ELSE 'open' END,
                (ARRAY['manual', 'alertmanager', 'breach'])[mod(i.id, 3) + 1], '', '{}'::jsonb, '',
                i.opened_at, i.acknowledged_at, i.resolved_at, 1, i.opened_at, '', i.opened_at,
-               0, 0, %(now)s
+               0, 0, %(now)s, 'service', ''
         FROM (
             SELECT r.id, r.service_id, r.version, o.opened_at,
                    CASE WHEN mod(r.id, 7) <> 0

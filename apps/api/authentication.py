@@ -71,9 +71,10 @@ class ServiceTokenAuthentication(BaseAuthentication):
             raise AuthenticationFailed("Invalid token.") from exc
         return self.principal(key)
 
-    def principal(self, key: str) -> tuple[TokenPrincipal, ApiToken]:
+    def principal(self, key: str, *, note: bool = True) -> tuple[TokenPrincipal, ApiToken]:
         """The unrevoked token with this key, as the request's user (AuthenticationFailed if
-        none); also used by the OFREP endpoints, which take the key in other headers too."""
+        none); also used by the OFREP endpoints, which take the key in other headers too and
+        note its use themselves (`note=False`) once the request is admitted."""
         # The token and its services in one query (a row per service), compiled once: this runs
         # on every API request, and building a query in the ORM costs more than answering it.
         rows = TOKEN_QUERY.rows(hash_key(key))
@@ -81,7 +82,8 @@ class ServiceTokenAuthentication(BaseAuthentication):
             raise AuthenticationFailed("Invalid or revoked token.")
         token = ApiToken.from_db(ApiToken.objects.db, TOKEN_FIELDS, rows[0][:-1])
         service_ids = frozenset(row[-1] for row in rows if row[-1] is not None)
-        note_use(token.pk, token.last_used_at)
+        if note:
+            note_use(token.pk, token.last_used_at)
         return TokenPrincipal(token, service_ids), token
 
     def authenticate_header(self, request: Request) -> str:

@@ -135,8 +135,9 @@ class FailedAuthThrottleMiddleware:
 
     def process_view(self, request: HttpRequest, view: Any, *args: Any) -> HttpResponse | None:
         """Refuse a blocked address before the view runs, unless the view checks the block
-        itself in the same round trip as its rate count (apps/api/reads.py's lean reads)."""
-        if getattr(view, "checks_token_block", False):
+        itself in the same round trip as its rate count (the lean reads, OFREP)."""
+        # A class-based view's function carries its class (as_view()).
+        if getattr(getattr(view, "view_class", view), "checks_token_block", False):
             return None
         return refuse_blocked_token(request)
 
@@ -153,12 +154,14 @@ def refuse_blocked_token(request: HttpRequest) -> HttpResponse | None:
     return None
 
 
-def admit_token_read(request: HttpRequest, caller: str) -> HttpResponse | bool:
+def admit_token_read(
+    request: HttpRequest, caller: str, throttle: ApiRateThrottle | None = None
+) -> HttpResponse | bool:
     """The lean reads' cache checks in one round trip: the address's bad-token block (left by
     the middleware to the view) and the token's rate count, which a blocked request does not
     add to. A 429 response when the address is blocked; else whether the token is within its
-    rate (False: DRF answers its 429)."""
-    throttle = ApiRateThrottle()
+    rate (False: the caller answers its 429, with `throttle`'s wait())."""
+    throttle = throttle or ApiRateThrottle()
     address = getattr(request, PENDING_BLOCK, None)
     if address is None or throttle.limit is None:
         refused = refuse_blocked_token(request)

@@ -24,8 +24,8 @@ from apps.core.actors import Actor
 from apps.core.scope import Refused
 
 from . import ofrep
-from .authentication import ServiceTokenAuthentication
-from .throttling import ApiRateThrottle
+from .authentication import ServiceTokenAuthentication, note_use
+from .throttling import ApiRateThrottle, admit_token_read, refuse_blocked_token, token_caller
 
 # The schemes an OFREP provider may send the key in: OFREP's two (Bearer, X-API-Key) and the
 # API's own `Token`, so one CI secret works everywhere.
@@ -63,22 +63,31 @@ class OFREPView(View):
     """Authenticate the token, apply the API's rate limit, map errors to OFREP's answers."""
 
     http_method_names = ["post"]
+    # FailedAuthThrottleMiddleware leaves the bad-token block check to dispatch() (see there).
+    checks_token_block = True
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if request.method.lower() not in self.http_method_names:
             return self.http_method_not_allowed(request, *args, **kwargs)
         key = kwargs.get("key")
         try:
-            principal, _ = ServiceTokenAuthentication().principal(_key_of(request))
+            principal, token = ServiceTokenAuthentication().principal(_key_of(request), note=False)
         except AuthenticationFailed as exc:
+            blocked = refuse_blocked_token(request)
+            if blocked is not None:
+                return blocked
             response = _answer(
                 {"errorCode": ofrep.ErrorCode.GENERAL, "errorDetails": str(exc.detail)}, 401
             )
             response["WWW-Authenticate"] = WWW_AUTHENTICATE
             return response
         request.user = principal  # the rate limit counts per token, as for the API
+        # The address's bad-token block and the token's rate count in one round trip.
         throttle = ApiRateThrottle()
-        if not throttle.allow_request(request, self):
+        admitted = admit_token_read(request, token_caller(principal.token.pk), throttle)
+        if isinstance(admitted, HttpResponse):
+            return admitted  # the address is blocked for bad tokens
+        if not admitted:
             retry = int(throttle.wait() or 1)
             response = _answer(
                 {
@@ -89,6 +98,7 @@ class OFREPView(View):
             )
             response["Retry-After"] = str(retry)
             return response
+        note_use(token.pk, token.last_used_at)
         try:
             context = ofrep.parse_context(request.body)
             return super().dispatch(request, principal.actor, context, *args, **kwargs)

@@ -3,7 +3,6 @@ query, byte for byte what the DRF action answers; every other request goes to DR
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 from types import SimpleNamespace
 
@@ -15,6 +14,7 @@ from rest_framework.test import APIClient
 from apps.api import reads, throttling
 from apps.api.models import ApiToken
 from apps.rollouts.models import KeptVerdict
+from tests.api.conftest import round_trips
 from tests.factories import PlanFactory, UserFactory, make_release
 
 ENDPOINTS = ["gate", "traffic"]
@@ -237,34 +237,6 @@ def test_the_lean_path_answers_in_the_embedded_mode_too(tmp_path) -> None:
         lean, drf = answers[f"{endpoint} True"], answers[f"{endpoint} False"]
         assert lean[0] == 200, lean
         assert lean == drf
-
-
-@pytest.fixture
-def redis_cache(settings, redis_url):
-    """The production cache: Redis through apps.core.cache.RedisCache, a key prefix of its own."""
-    from rolloutdesk.settings import default_cache
-
-    settings.CACHES = {
-        "default": {**default_cache("", redis_url), "KEY_PREFIX": f"rd-test-{uuid.uuid4().hex}"}
-    }
-    from django.core.cache import caches
-
-    yield caches["default"]
-    caches["default"].clear()
-
-
-def round_trips(backend) -> list:
-    """Counts every Redis round trip of `backend`: each takes a connection from its pool."""
-    pool = backend._cache.get_client(write=True).connection_pool
-    taken = []
-    original = pool.get_connection
-
-    def get_connection(*args, **kwargs):
-        taken.append(args)
-        return original(*args, **kwargs)
-
-    pool.get_connection = get_connection
-    return taken
 
 
 @pytest.mark.django_db

@@ -7,13 +7,16 @@ import json
 from datetime import timedelta
 
 import pytest
+from django.core.cache import cache
 from django.test import Client
 
+from apps.api import throttling
 from apps.api.models import ApiToken
 from apps.core.actors import Actor
 from apps.releases.choices import ReleaseStatus
 from apps.releases.models import Release
 from apps.rollouts import transitions
+from tests.api.conftest import round_trips
 from tests.factories import EnvironmentFactory, PlanFactory, ServiceFactory, make_release
 
 pytestmark = pytest.mark.django_db
@@ -217,6 +220,26 @@ def test_guessing_tokens_is_throttled_here_too(settings, service, production):
     refused = evaluate(guesser, "user-1")
     assert refused.json()["errorCode"] == "GENERAL"
     assert int(refused["Retry-After"]) > 0
+    # The right key from the blocked address waits too, and is not counted against its token.
+    _, right = ApiToken.issue("app", [service])
+    for path in (SINGLE.format(key="ai-orchestra"), BULK):
+        answer = post(Client(HTTP_X_API_KEY=right), path, {"context": {"targetingKey": "u"}})
+        assert answer.status_code == 429
+        assert "Too many invalid API tokens" in answer.json()["errorDetails"]
+    token = ApiToken.objects.get(name="app")
+    assert cache.get(throttling.ApiRateThrottle().key(throttling.token_caller(token.pk))) is None
+    assert token.last_used_at is None
+
+
+@pytest.mark.parametrize("path", [SINGLE.format(key="ai-orchestra"), BULK])
+def test_an_evaluation_is_one_redis_round_trip(client, service, production, redis_cache, path):
+    started(make_release(service=service, environment=production))
+    assert post(client, path, {"context": {"targetingKey": "u"}}).status_code == 200
+    taken = round_trips(redis_cache)
+    for n in range(3):
+        assert post(client, path, {"context": {"targetingKey": f"u{n}"}}).status_code == 200
+    # The address's bad-token block and the token's rate count, together (they were two).
+    assert len(taken) == 3
 
 
 def test_the_api_rate_limit_applies(settings, client, service, production):

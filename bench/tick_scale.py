@@ -16,6 +16,7 @@ It wipes and fills its own database: the database name must contain "bench".
 from __future__ import annotations
 
 import argparse
+import collections
 import time
 from datetime import timedelta
 
@@ -26,7 +27,8 @@ def measure(work) -> tuple[int, float, object]:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    connection.queries_log.clear()
+    # Django keeps the last 9,000 queries only; a breaching tick makes more.
+    connection.queries_log = collections.deque(maxlen=10_000_000)
     with CaptureQueriesContext(connection) as queries:
         started = time.perf_counter()
         result = work()
@@ -58,6 +60,45 @@ def add_history(minutes: int, now: object) -> int:
     return made
 
 
+def breaching_tick(size: int, minutes: int, without_gathering: bool) -> tuple:
+    """The tick when every release breaches: each is rolled back and gets a breach incident,
+    every one in a transaction of its own; an incident changes every gate of its service."""
+    import contextlib
+
+    import time_machine
+    from django.db import connection
+
+    from apps.releases import gate_inputs
+    from apps.rollouts.tasks import tick
+
+    data = fill(releases=size, running=size, samples=size * 4 * minutes)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE checks_sample SET value = 0.09 FROM checks_metricdefinition m "
+            "WHERE m.id = checks_sample.metric_id AND m.key = 'error_rate'"
+        )
+    from apps.releases.models import Release
+
+    gathered = gate_inputs.gathered
+    if without_gathering:
+        gate_inputs.gathered = contextlib.nullcontext
+    try:
+        # The criterion acts once the breach has lasted its window (5 minutes of ticks): tick
+        # each minute until it does, and measure the tick that rolls back. From 8 minutes
+        # before the newest sample, so that every tick's window holds the breaching samples.
+        for minute in range(9):
+            start = data["now"] - timedelta(minutes=8)
+            with time_machine.travel(start + timedelta(minutes=minute, seconds=30)):
+                queries, seconds, result = measure(tick.run)
+            if Release.objects.filter(status="rolled_back").exists():
+                break
+    finally:
+        gate_inputs.gathered = gathered
+    done = Release.objects.filter(status="rolled_back").count()
+    how = "per commit" if without_gathering else "gathered"
+    return (f"{size:,} breaching: {done:,} rolled back ({how})", size, queries, seconds, result)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 5000])
@@ -67,6 +108,19 @@ def main() -> None:
         type=int,
         default=0,
         help="Check runs already recorded per release (1440: a day of ticks) before measuring.",
+    )
+    parser.add_argument(
+        "--breaching",
+        type=int,
+        default=100,
+        help="Then: a fresh fill of this many in-progress releases, every one breaching its "
+        "error-rate rollback (0: skip). The tick rolls each back and opens its incident.",
+    )
+    parser.add_argument(
+        "--without-gathering",
+        action="store_true",
+        help="Recompute kept verdicts at every commit of the breaching tick, as before "
+        "gate_inputs.gathered() (to show what it is for).",
     )
     parser.add_argument(
         "--without-claim-index",
@@ -102,8 +156,12 @@ def main() -> None:
         # Steady state: every release soaking (entered its stage an hour ago), so the tick
         # evaluates every criterion and advances nothing.
         Stage.objects.filter(status="active").update(entered_at=data["now"] - timedelta(hours=1))
-        # As of just after the newest sample, so every window has its data.
-        with time_machine.travel(data["now"] + timedelta(seconds=30), tick=True):
+        # As of just after the newest sample, so every window has its data. A first tick
+        # keeps every gate's verdict (their first check results change them all); the one
+        # measured is the next minute's, the steady state.
+        with time_machine.travel(data["now"] + timedelta(seconds=20), tick=True):
+            tick.run()
+        with time_machine.travel(data["now"] + timedelta(seconds=80), tick=True):
             queries, seconds, result = measure(tick.run)
         rows.append((f"tick over {size:,} in-progress releases", size, queries, seconds, result))
         if size == 1000:
@@ -113,15 +171,17 @@ def main() -> None:
             Stage.objects.filter(status="active", release_id__in=due).update(
                 entered_at=data["now"] - timedelta(days=3)
             )
-            with time_machine.travel(data["now"] + timedelta(seconds=90), tick=True):
+            with time_machine.travel(data["now"] + timedelta(seconds=140), tick=True):
                 queries, seconds, result = measure(tick.run)
             rows.append((f"  same, {len(due)} past their soak", size, queries, seconds, result))
         if size == args.sizes[0]:
             # The floor: the same tick with nothing in progress (what it costs to look).
             Release.objects.update(status="completed")
-            with time_machine.travel(data["now"] + timedelta(seconds=150), tick=True):
+            with time_machine.travel(data["now"] + timedelta(seconds=200), tick=True):
                 queries, seconds, result = measure(tick.run)
             rows.insert(0, ("floor: tick with no release in progress", 0, queries, seconds, result))
+    if args.breaching:
+        rows.append(breaching_tick(args.breaching, args.minutes, args.without_gathering))
     print()
     print(f"{'':42} {'releases':>8} {'queries':>8} {'seconds':>8} {'ms/release':>10} "
           f"{'advanced':>8}")  # fmt: skip

@@ -185,7 +185,7 @@ def webhook_message(delivery: NotificationDelivery) -> dict[str, Any]:
     headline = f"[{incident.severity_label}] Incident #{incident.pk} {what}{by}: {incident.title}"
     where = incident.service.name
     if incident.release is not None:
-        where += f" {incident.release.version} → {incident.release.environment.name}"
+        where += f" {incident.release.version} → {incident.release.destination}"
     facts = (
         f"{incident.severity_label} · {incident.get_status_display()} · {where} · "
         f"opened {incident.opened_at:%Y-%m-%d %H:%M %Z}"

@@ -227,6 +227,19 @@ class Release(models.Model):
         return 0
 
     @property
+    def destination(self) -> str:
+        """What the emails, Slack and the incident and sign-off pages name after the arrow
+        ("2.4.0 → Production"): the target environment, and where the release runs now while
+        a stage of another one is current ("Production (now in Staging)"), so that a breach in
+        staging does not read as one in production."""
+        target = self.environment.name
+        if self.status not in ReleaseStatus.active() or self.current_stage_id is None:
+            return target
+        if self.current_stage.environment_id == self.environment_id:
+            return target
+        return f"{target} (now in {self.current_stage.environment.name})"
+
+    @property
     def current_environment(self) -> Environment:
         """Where the release is now: its current stage's environment; before it has one (a
         planned release), its first stage's. Release.environment is where the plan ends up by

@@ -52,7 +52,7 @@ def _decision_line(signoff: SignOff) -> str:
 def request_message(post_id: int, state: PostState) -> dict[str, Any]:
     """`text` (notifications, screen readers) and `blocks` of the post."""
     release = state.release
-    title = f"{release.service.name} {release.version} to {release.environment.name}"
+    title = f"{release.service.name} {release.version} to {release.destination}"
     text = f"Sign-off needed: {title}, {state.gate_label}"
     blocks: list[dict[str, Any]] = [
         {

@@ -94,6 +94,28 @@ def test_stages_run_where_their_template_says_and_the_release_is_where_its_stage
     assert release.stages.get(name="dev").commit_sha == OLD
 
 
+def test_what_people_read_after_the_arrow_says_where_the_release_runs_now(release, run):
+    assert release.destination == "Production"  # planned
+    at(release, "staging 20%")
+    assert release.destination == "Production (now in Staging)"
+    at(release, "5%")
+    assert release.destination == "Production"
+    transitions.rollback(release, actor=SYSTEM, reason="bad")
+    assert release.destination == "Production"
+    # The emails name it so: a breach in staging does not read as one in production.
+    release.service.notification_emails = "release-team@example.com"
+    release.service.save()
+    staged = make_release(
+        service=release.service, environment=release.environment, plan=release.plan,
+        commit_sha=OLD, version="3.0.1",
+    )  # fmt: skip
+    at(staged, "staging 20%")
+    mail.outbox.clear()
+    run(transitions.pause, staged, actor=SYSTEM, reason="error rate")
+    subjects = [m.subject for m in mail.outbox]
+    assert subjects and all("3.0.1 → Production (now in Staging)" in s for s in subjects)
+
+
 def test_production_cannot_be_entered_before_staging_passed(release):
     at(release, "staging 100%")
     assert kinds(release) == []  # the current stage passes as it is left
@@ -408,8 +430,10 @@ def test_the_send_back_email_says_from_where_to_where(in_production, service, ri
     sent_back = [m for m in mail.outbox if "sent back" in m.subject.lower()]
     assert len(sent_back) == 1, [m.subject for m in mail.outbox]
     message = sent_back[0]
+    # Where it runs now follows the arrow: the subject does not read as a production event.
     assert message.subject == (
-        "[AI Orchestra] 4.0.0 → Production: sent back to an earlier environment (staging 20%)"
+        "[AI Orchestra] 4.0.0 → Production (now in Staging): sent back to an earlier "
+        "environment (staging 20%)"
     )
     line = (
         "Sent back from A/B (production) to staging 20% (staging): the new commit "

@@ -86,8 +86,8 @@ def breaching_tick(size: int, minutes: int, without_gathering: bool) -> tuple:
         # The criterion acts once the breach has lasted its window (5 minutes of ticks): tick
         # each minute until it does, and measure the tick that rolls back. From 8 minutes
         # before the newest sample, so that every tick's window holds the breaching samples.
+        start = data["now"] - timedelta(minutes=8)
         for minute in range(9):
-            start = data["now"] - timedelta(minutes=8)
             with time_machine.travel(start + timedelta(minutes=minute, seconds=30)):
                 queries, seconds, result = measure(tick.run)
             if Release.objects.filter(status="rolled_back").exists():

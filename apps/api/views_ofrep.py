@@ -84,7 +84,7 @@ class OFREPView(View):
         request.user = principal  # the rate limit counts per token, as for the API
         # The address's bad-token block and the token's rate count in one round trip.
         throttle = ApiRateThrottle()
-        admitted = admit_token_read(request, token_caller(principal.token.pk), throttle)
+        admitted = admit_token_read(request, token_caller(token.pk), throttle)
         if isinstance(admitted, HttpResponse):
             return admitted  # the address is blocked for bad tokens
         if not admitted:

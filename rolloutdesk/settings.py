@@ -284,6 +284,11 @@ GATE_LONG_POLL_INTERVAL = env.float("GATE_LONG_POLL_INTERVAL", default=0.5)
 # CI's plain polls of gate/ and traffic/ answered in one query beside DRF (apps/api/reads.py);
 # false sends every request through the DRF action (same answers, ~5x the CPU).
 API_LEAN_READS = env.bool("API_LEAN_READS", default=True)
+# How long a web process may answer those polls from its own copy of the token and the kept
+# verdict, checked at every request against a stamp in Redis that every change replaces
+# (apps/core/stamps.py): the bound on a copy only a crash or an outage could leave stale.
+# 0 turns the copies off; they are kept only when the cache is Redis.
+API_READ_CACHE_SECONDS = env.float("API_READ_CACHE_SECONDS", default=10)
 
 # --- single sign-on (OpenID Connect, apps/sso, docs/sso.md) ----------------------------------
 # Off unless OIDC_ISSUER is set: the provider's issuer URL, whose discovery document

@@ -175,3 +175,11 @@ def api(token_key) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {token_key}")
     return client
+
+
+@pytest.fixture(autouse=True)
+def _no_copies_from_earlier_tests() -> None:
+    """The lean reads' per-process copies (apps/api/reads.py) start empty in every test."""
+    from apps.api import reads
+
+    reads.forget()

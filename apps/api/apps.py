@@ -8,5 +8,6 @@ class ApiConfig(AppConfig):
     label = "api"
 
     def ready(self) -> None:
-        # Imported for what they register: the rate-limit deploy check, the OpenAPI auth extension.
-        from . import checks, schema  # noqa: F401
+        # Imported for what they register: the rate-limit deploy check, the OpenAPI auth extension,
+        # the tokens' stamps.
+        from . import checks, schema, signals  # noqa: F401

@@ -103,11 +103,14 @@ def token_key(request: Any) -> str | None:
         return None
 
 
-def note_use(token_pk: int, last_used_at: Any) -> None:
-    """Record that the token was used now, at most once a minute (LAST_USED_PRECISION)."""
+def note_use(token_pk: int, last_used_at: Any) -> Any:
+    """Record that the token was used now, at most once a minute (LAST_USED_PRECISION); returns
+    its last use as now recorded."""
     now = timezone.now()
     if last_used_at is None or now - last_used_at > LAST_USED_PRECISION:
         ApiToken.objects.filter(pk=token_pk).update(last_used_at=now)
+        return now
+    return last_used_at
 
 
 def actor_for(request: Request) -> Actor:

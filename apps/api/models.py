@@ -6,9 +6,10 @@ import hashlib
 import secrets
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
 
+from apps.core import stamps
 from apps.releases.models import Service
 
 KEY_PREFIX = "rd_"
@@ -21,6 +22,18 @@ def hash_key(key: str) -> str:
 class ApiTokenQuerySet(models.QuerySet):
     def usable(self) -> ApiTokenQuerySet:
         return self.filter(revoked_at__isnull=True)
+
+    def revoke(self) -> int:
+        """Revoke the usable tokens among these, now; returns how many. The web processes'
+        copies of them are dropped at their next request (their stamps, apps/api/signals.py)."""
+        with transaction.atomic():
+            usable = self.usable().select_for_update()
+            hashes = list(usable.values_list("key_hash", flat=True))
+            revoked = self.model.objects.filter(key_hash__in=hashes).update(
+                revoked_at=timezone.now()
+            )
+            stamps.changed(stamps.TOKEN, hashes)
+        return revoked
 
 
 class ApiToken(models.Model):

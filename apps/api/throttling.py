@@ -21,7 +21,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 
-from apps.core.cache import count, count_unless
+from apps.core.cache import RedisCache, count, count_unless, fresh_stamp
+from apps.core.stamps import TTL as STAMP_TTL
 
 from .authentication import TokenPrincipal
 
@@ -93,6 +94,9 @@ def _too_many(request: HttpRequest, window: Window, what: str) -> HttpResponse:
     return response
 
 
+# A guard key no address's count is ever kept under: an unblocked read of admit_stamped's
+# script when the request has no address left to check.
+NOT_BLOCKED = "hardening:token:none"
 # The request attribute holding the address whose bad-token block is still to be checked, when
 # the middleware left the check to a view that makes it with its rate count (checks_token_block).
 PENDING_BLOCK = "rolloutdesk_token_block_address"
@@ -154,6 +158,11 @@ def refuse_blocked_token(request: HttpRequest) -> HttpResponse | None:
     return None
 
 
+# The request attribute holding the rate count a lean read made: DRF, answering the request after
+# all, takes it instead of counting the request a second time (ApiRateThrottle.allow_request).
+COUNTED = "rolloutdesk_api_count"
+
+
 def admit_token_read(
     request: HttpRequest, caller: str, throttle: ApiRateThrottle | None = None
 ) -> HttpResponse | bool:
@@ -176,7 +185,42 @@ def admit_token_read(
         return True
     if made is None:
         return _too_many(request, window, "invalid API tokens")
+    setattr(request, COUNTED, made)
     return throttle.within(made)
+
+
+def admit_stamped(
+    request: HttpRequest, backend: RedisCache, caller: str | None, stamps: list[str]
+) -> HttpResponse | tuple[bool | None, list[bytes] | None]:
+    """`admit_token_read` with the `stamps` of the copies a lean read keeps, read in the same
+    round trip (apps/core/stamps.py); `caller` None: the token is not known yet, nothing is
+    counted. A 429 response when the address is blocked; else (whether the token is within its
+    rate, None if not counted; the stamps' values, None if the cache could not be reached)."""
+    throttle = ApiRateThrottle()
+    address = getattr(request, PENDING_BLOCK, None)
+    setattr(request, PENDING_BLOCK, None)
+    window = token_window()
+    counter = caller is not None and throttle.limit is not None
+    try:
+        admitted = backend.admit(
+            window.key(address) if address is not None else NOT_BLOCKED,
+            window.limit if address is not None else 1,
+            throttle.key(caller) if counter else None,
+            throttle.seconds + 5 if counter else 0,
+            stamps,
+            [fresh_stamp() for _ in stamps],
+            STAMP_TTL,
+        )
+    except Exception:  # as in allow_caller: an outage neither blocks nor limits
+        logger.warning("Rate-limit cache unavailable; API rate and token block not checked")
+        return (True if caller is not None else None), None
+    if admitted is None:
+        return _too_many(request, window, "invalid API tokens")
+    made, values = admitted
+    if not counter:
+        return (True if caller is not None else None), values
+    setattr(request, COUNTED, made)
+    return throttle.within(made), values
 
 
 class ApiRateThrottle(BaseThrottle):
@@ -194,6 +238,9 @@ class ApiRateThrottle(BaseThrottle):
         self.retry = 0
 
     def allow_request(self, request: Any, view: Any) -> bool:
+        made = getattr(request, COUNTED, None)  # counted already by a lean read that gave up
+        if made is not None and self.limit is not None:
+            return self.within(made)
         return self.allow_caller(_caller(request))
 
     def allow_caller(self, caller: str) -> bool:

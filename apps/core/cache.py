@@ -8,16 +8,24 @@ path"). A `redis.Redis` over a pool is safe to share between threads, and its po
 after a fork (redis-py checks the process id), so one client per pool serves every call.
 
 `count` makes the rate limit's add-and-increment one round trip, and `count_unless` adds the
-bad-token block check to it for the lean reads: one round trip per answer.
+bad-token block check to it for the lean reads; `admit` adds the stamps of the copies the lean
+reads keep (apps/core/stamps.py): one round trip per answer.
 """
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
 from django.core.cache.backends.redis import RedisCacheClient as DjangoRedisCacheClient
+
+
+def fresh_stamp() -> str:
+    """A new stamp (apps/core/stamps.py): random, so one made again after it expired differs from
+    every earlier one."""
+    return secrets.token_hex(8)
 
 
 class RedisCacheClient(DjangoRedisCacheClient):
@@ -33,12 +41,27 @@ class RedisCacheClient(DjangoRedisCacheClient):
         return client
 
 
-# count_unless on Redis: read the guard counter, and count only below its limit, atomically.
-# The counters hold plain integers (Django's serializer stores an int as is; INCR makes them).
-COUNT_UNLESS = """
-if tonumber(redis.call('GET', KEYS[1]) or '0') >= tonumber(ARGV[1]) then return -1 end
-redis.call('SET', KEYS[2], 0, 'EX', ARGV[2], 'NX')
-return redis.call('INCR', KEYS[2])
+# One round trip for the API's hot reads (count_unless, admit): read the guard counter and answer
+# -1 if it reached its limit; else count (when ARGV[3] is 1; the counters hold
+# plain integers: Django's serializer stores an int as is, INCR makes them) and return the
+# stamps of KEYS[3:], making each missing one with its fresh value from ARGV[5:].
+ADMIT = """
+if tonumber(redis.call('GET', KEYS[1]) or '0') >= tonumber(ARGV[1]) then return {-1} end
+local made = 0
+if ARGV[3] == '1' then
+  redis.call('SET', KEYS[2], 0, 'EX', ARGV[2], 'NX')
+  made = redis.call('INCR', KEYS[2])
+end
+local out = {made}
+for i = 3, #KEYS do
+  local stamp = redis.call('GET', KEYS[i])
+  if not stamp then
+    stamp = ARGV[i + 2]
+    redis.call('SET', KEYS[i], stamp, 'EX', ARGV[4])
+  end
+  out[#out + 1] = stamp
+end
+return out
 """
 
 
@@ -48,17 +71,46 @@ class RedisCache(DjangoRedisCache):
     def __init__(self, server: Any, params: dict[str, Any]) -> None:
         super().__init__(server, params)
         self._class = RedisCacheClient
-        self._count_unless: Any = None
+        self._admit: Any = None
 
     def count_unless(self, guard: str, limit: int, key: str, timeout: int) -> int | None:
-        """`count_unless` in one round trip (a script: EVALSHA, loaded once per client)."""
+        """`count_unless` in one round trip."""
+        admitted = self.admit(guard, limit, key, timeout)
+        return None if admitted is None else admitted[0]
+
+    def admit(
+        self,
+        guard: str,
+        limit: int,
+        key: str | None,
+        timeout: int,
+        stamps: list[str] = (),
+        fresh: list[str] = (),
+        ttl: int = 0,
+    ) -> tuple[int, list[bytes]] | None:
+        """In one round trip (a script: EVALSHA, loaded once per client): None if the counter
+        `guard` reached `limit`, and nothing is counted; else the count of `key` after adding
+        one (0 if `key` is None: not counted) and the values of the `stamps` keys, each missing
+        one made with its value from `fresh` for `ttl` seconds (apps/core/stamps.py)."""
         guard = self.make_and_validate_key(guard)
-        key = self.make_and_validate_key(key)
-        client = self._cache.get_client(key, write=True)
-        if self._count_unless is None or self._count_unless.registered_client is not client:
-            self._count_unless = client.register_script(COUNT_UNLESS)
-        made = int(self._count_unless(keys=[guard, key], args=[limit, timeout]))
-        return None if made < 0 else made
+        counter = self.make_and_validate_key(key) if key is not None else guard
+        names = [self.make_and_validate_key(name) for name in stamps]
+        client = self._cache.get_client(counter, write=True)
+        if self._admit is None or self._admit.registered_client is not client:
+            self._admit = client.register_script(ADMIT)
+        out = self._admit(
+            keys=[guard, counter, *names],
+            args=[limit, timeout, 0 if key is None else 1, ttl, *fresh],
+        )
+        made = int(out[0])
+        return None if made < 0 else (made, out[1:])
+
+    def replace_stamps(self, stamps: list[str], ttl: int) -> None:
+        """Give each of these stamp keys a fresh random value, in one round trip."""
+        with self._cache.get_client(write=True).pipeline(transaction=False) as pipe:
+            for name in stamps:
+                pipe.set(self.make_and_validate_key(name), fresh_stamp(), ex=ttl)
+            pipe.execute()
 
     def count(self, key: str, timeout: int) -> int:
         """`count` in one round trip: create the counter at 0 with its expiry if missing, add one.

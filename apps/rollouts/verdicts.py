@@ -28,12 +28,14 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Min
+from django.db.models.signals import post_delete
 from django.utils import timezone
 
 from apps.checks.choices import Verdict as CheckVerdict
 from apps.checks.models import CheckResult
 from apps.checks.standing import soak_window_start
 from apps.checks.success import decision_deadlines
+from apps.core import stamps
 from apps.jobs.runner import job
 from apps.releases import gate_inputs
 from apps.releases.choices import BlockerKind, ReleaseStatus
@@ -231,6 +233,10 @@ def refresh_one(release_id: int) -> KeptVerdict | None:
         row.computed_at = now
         row.next_change_at = next_change(verdict, now)
         row.save()
+        # The documents as the database keeps them (PostgreSQL's jsonb orders an object's keys
+        # its own way): the answer right after a recompute is byte for byte every later one.
+        row.refresh_from_db(fields=["payload", "traffic"])
+        stamps.changed(stamps.KEPT, [release_id])  # the API's copies of it (apps/api/reads.py)
         return row
 
 
@@ -275,6 +281,7 @@ def mark_due(
     """Make these verdicts due now (inside the change's transaction: see gate_inputs)."""
     ids = _ids(release_ids, service_ids, measured_ids)
     KeptVerdict.objects.filter(release_id__in=ids).update(next_change_at=timezone.now())
+    stamps.changed(stamps.KEPT, ids)
 
 
 class _Keeper:
@@ -286,6 +293,12 @@ class _Keeper:
 
 def install() -> None:
     gate_inputs.install(_Keeper())
+    post_delete.connect(_deleted, sender=KeptVerdict, dispatch_uid="kept-verdict-stamp-delete")
+
+
+def _deleted(sender: Any, instance: KeptVerdict, **kwargs: Any) -> None:
+    """A release deleted takes its kept row along: the API's copies of it go too."""
+    stamps.changed(stamps.KEPT, [instance.release_id])
 
 
 def refresh_due(now: datetime | None = None) -> int:

@@ -525,8 +525,9 @@ def test_the_release_page_says_which_environment_the_traffic_is_in(release, rita
     url = f"/releases/{release.pk}/"
     at(release, "staging 20%")
     text = page.get(url).content.decode()
-    assert "→ Production</h1>" in text  # where the plan ends up
+    assert "→ Production (now in Staging)</h1>" in text  # where it ends up, where it runs
     assert 'Traffic <strong>20 %</strong> in <strong id="traffic-environment">Staging' in text
     at(release, "5%")
     text = page.get(url).content.decode()
+    assert "→ Production</h1>" in text
     assert "Traffic <strong>5 %</strong></span>" in text  # in its own environment: said once

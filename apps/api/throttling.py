@@ -21,7 +21,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 
-from apps.core.cache import RedisCache, count, count_unless, fresh_stamp
+from apps.core.cache import RedisCache, count, count_unless
 from apps.core.stamps import TTL as STAMP_TTL
 
 from .authentication import TokenPrincipal
@@ -208,7 +208,6 @@ def admit_stamped(
             throttle.key(caller) if counter else None,
             throttle.seconds + 5 if counter else 0,
             stamps,
-            [fresh_stamp() for _ in stamps],
             STAMP_TTL,
         )
     except Exception:  # as in allow_caller: an outage neither blocks nor limits

@@ -44,7 +44,8 @@ class RedisCacheClient(DjangoRedisCacheClient):
 # One round trip for the API's hot reads (count_unless, admit): read the guard counter and answer
 # -1 if it reached its limit; else count (when ARGV[3] is 1; the counters hold
 # plain integers: Django's serializer stores an int as is, INCR makes them) and return the
-# stamps of KEYS[3:], making each missing one with its fresh value from ARGV[5:].
+# stamps of KEYS[3:], making each missing one with its fresh value from ARGV[5:] (made by the
+# caller, so each is random whatever Redis seeds its scripts with).
 ADMIT = """
 if tonumber(redis.call('GET', KEYS[1]) or '0') >= tonumber(ARGV[1]) then return {-1} end
 local made = 0
@@ -85,13 +86,12 @@ class RedisCache(DjangoRedisCache):
         key: str | None,
         timeout: int,
         stamps: list[str] = (),
-        fresh: list[str] = (),
         ttl: int = 0,
     ) -> tuple[int, list[bytes]] | None:
         """In one round trip (a script: EVALSHA, loaded once per client): None if the counter
         `guard` reached `limit`, and nothing is counted; else the count of `key` after adding
         one (0 if `key` is None: not counted) and the values of the `stamps` keys, each missing
-        one made with its value from `fresh` for `ttl` seconds (apps/core/stamps.py)."""
+        one made with a fresh value for `ttl` seconds (apps/core/stamps.py)."""
         guard = self.make_and_validate_key(guard)
         counter = self.make_and_validate_key(key) if key is not None else guard
         names = [self.make_and_validate_key(name) for name in stamps]
@@ -100,7 +100,7 @@ class RedisCache(DjangoRedisCache):
             self._admit = client.register_script(ADMIT)
         out = self._admit(
             keys=[guard, counter, *names],
-            args=[limit, timeout, 0 if key is None else 1, ttl, *fresh],
+            args=[limit, timeout, 0 if key is None else 1, ttl, *(fresh_stamp() for _ in names)],
         )
         made = int(out[0])
         return None if made < 0 else (made, out[1:])

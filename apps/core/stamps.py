@@ -60,7 +60,8 @@ def shared() -> RedisCache | None:
 
 def changed(kind: str, idents: Iterable[object]) -> None:
     """These rows of `kind` change in the current transaction: replace their stamps now and
-    again once it commits (at once, twice, outside a transaction). Never fails the change."""
+    again once it commits (outside a transaction, once: the change has committed). Never fails
+    the change."""
     backend = shared()
     names = [key(kind, ident) for ident in idents]
     if backend is None or not names:

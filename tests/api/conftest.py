@@ -33,3 +33,10 @@ def round_trips(backend) -> list:
 
     pool.get_connection = get_connection
     return taken
+
+
+def assert_same(one, other) -> None:
+    """Two answers alike byte for byte: status, body and every header."""
+    assert one.status_code == other.status_code
+    assert one.content == other.content
+    assert sorted(one.items()) == sorted(other.items())

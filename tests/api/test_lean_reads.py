@@ -16,7 +16,7 @@ from apps.api import reads, throttling
 from apps.api.models import ApiToken
 from apps.core import stamps
 from apps.rollouts.models import KeptVerdict
-from tests.api.conftest import round_trips
+from tests.api.conftest import assert_same, round_trips
 from tests.factories import PlanFactory, UserFactory, make_release
 
 ENDPOINTS = ["gate", "traffic"]
@@ -38,12 +38,6 @@ def both(settings, call) -> tuple:
     drf = call()
     settings.API_LEAN_READS = True
     return lean, drf
-
-
-def assert_same(lean, drf) -> None:
-    assert lean.status_code == drf.status_code
-    assert lean.content == drf.content
-    assert sorted(lean.items()) == sorted(drf.items())
 
 
 def token_client(key: str) -> APIClient:

@@ -19,7 +19,7 @@ from apps.api.models import ApiToken
 from apps.core.actors import Actor
 from apps.rollouts import transitions
 from apps.rollouts.models import KeptVerdict
-from tests.api.conftest import round_trips
+from tests.api.conftest import assert_same, round_trips
 from tests.factories import PlanFactory, make_release
 
 SYSTEM = Actor.system("tests")
@@ -49,11 +49,6 @@ def drf(settings, client: APIClient, url: str, **extra):
         return client.get(url, **extra)
     finally:
         settings.API_LEAN_READS = True
-
-
-def assert_same(one, other) -> None:
-    assert (one.status_code, one.content) == (other.status_code, other.content)
-    assert sorted(one.items()) == sorted(other.items())
 
 
 @pytest.mark.django_db

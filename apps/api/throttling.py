@@ -174,7 +174,13 @@ def admit_token_read(
     address = getattr(request, PENDING_BLOCK, None)
     if address is None or throttle.limit is None:
         refused = refuse_blocked_token(request)
-        return refused if refused is not None else throttle.allow_caller(caller)
+        if refused is not None:
+            return refused
+        made = throttle.count_caller(caller)
+        if made is None:
+            return True
+        setattr(request, COUNTED, made)  # a refusal is DRF's to answer, without a second count
+        return throttle.within(made)
     setattr(request, PENDING_BLOCK, None)
     window = token_window()
     try:
@@ -243,16 +249,21 @@ class ApiRateThrottle(BaseThrottle):
         return self.allow_caller(_caller(request))
 
     def allow_caller(self, caller: str) -> bool:
-        """Count one request of `caller` (`_caller`'s names); False beyond the rate. Also the
-        lean reads' (apps/api/reads.py) limit, which knows the token but builds no request.user."""
+        """Count one request of `caller` (`_caller`'s names); False beyond the rate."""
+        made = self.count_caller(caller)
+        return True if made is None else self.within(made)
+
+    def count_caller(self, caller: str) -> int | None:
+        """Count one request of `caller`: the how-manieth of the window it is; None when there
+        is no limit or the cache could not count. Also the lean reads' (apps/api/reads.py)
+        count, which knows the token but builds no request.user."""
         if self.limit is None:
-            return True
+            return None
         try:
-            made = count(self.key(caller), timeout=self.seconds + 5)
+            return count(self.key(caller), timeout=self.seconds + 5)
         except Exception:  # a cache outage must not answer 500 to every API call
             logger.warning("Rate-limit cache unavailable; API rate not checked")
-            return True
-        return self.within(made)
+            return None
 
     def key(self, caller: str) -> str:
         """The counter of `caller`'s requests in the current window."""

@@ -282,6 +282,22 @@ def test_a_poll_the_copies_give_up_on_is_counted_once(
 
 
 @pytest.mark.django_db
+def test_a_poll_over_the_rate_without_copies_is_counted_once(api, release, redis_cache, settings):
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {"api": "2/minute"},
+    }
+    url = f"/api/v1/releases/{release.pk}/gate/"
+    assert [api.get(url).status_code for _ in range(2)] == [200, 200]
+    reads.forget()  # another worker: no copy of the token, so it is counted after the query
+    refused = api.get(url)
+    assert refused.status_code == 429
+    assert int(refused["Retry-After"]) > 0
+    caller = throttling.token_caller(ApiToken.objects.get().pk)
+    assert redis_cache.get(throttling.ApiRateThrottle().key(caller)) == 3
+
+
+@pytest.mark.django_db
 def test_the_copies_are_bounded(service, production, api, run, redis_cache, monkeypatch):
     monkeypatch.setattr(reads, "MAX_KEPT", 2)
     releases = [

@@ -3,6 +3,7 @@ environment, and a new artifact sends the release back through the evidence it i
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 
 import pytest
@@ -531,3 +532,16 @@ def test_the_release_page_says_which_environment_the_traffic_is_in(release, rita
     text = page.get(url).content.decode()
     assert "→ Production</h1>" in text
     assert "Traffic <strong>5 %</strong></span>" in text  # in its own environment: said once
+
+
+def test_the_dashboard_says_where_the_release_ends_up_and_where_it_runs(release, rita):
+    page = Client()
+    page.force_login(rita)
+    at(release, "staging 20%")
+    text = page.get("/").content.decode()
+    card = re.search(r'<li class="card[^"]*">.*?</li>', text, re.S)[0]
+    assert f">{release.version}</a>" in card
+    assert '<span class="muted">→ Production (now in Staging)</span>' in card
+    at(release, "5%")
+    text = page.get("/").content.decode()
+    assert '<span class="muted">→ Production</span>' in text

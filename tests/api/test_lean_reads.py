@@ -5,7 +5,6 @@ other request goes to DRF unchanged."""
 from __future__ import annotations
 
 from datetime import timedelta
-from types import SimpleNamespace
 
 import pytest
 from django.core.cache import cache
@@ -129,13 +128,10 @@ def test_the_token_filter_is_the_usable_querysets():
     assert sql.split(" WHERE ", 1)[1].split(" ORDER BY")[0] == f'"api_apitoken".{reads.USABLE}'
 
 
+@pytest.mark.usefixtures("one_window")
 @pytest.mark.django_db
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
-def test_the_rate_limit_counts_lean_and_drf_answers_alike(
-    api, release, endpoint, settings, monkeypatch
-):
-    # One fixed window: a minute turning during the test would reset the count.
-    monkeypatch.setattr(throttling, "time", SimpleNamespace(time=lambda: 1_800_000_030.0))
+def test_the_rate_limit_counts_lean_and_drf_answers_alike(api, release, endpoint, settings):
     settings.REST_FRAMEWORK = {
         **settings.REST_FRAMEWORK,
         "DEFAULT_THROTTLE_RATES": {"api": "3/minute"},
@@ -239,6 +235,7 @@ def test_the_lean_path_answers_in_the_embedded_mode_too(tmp_path) -> None:
         assert lean == drf
 
 
+@pytest.mark.usefixtures("one_window")
 @pytest.mark.django_db
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
 def test_a_lean_answer_is_one_redis_round_trip(api, release, endpoint, redis_cache):
@@ -253,6 +250,7 @@ def test_a_lean_answer_is_one_redis_round_trip(api, release, endpoint, redis_cac
     assert redis_cache.get(throttling.ApiRateThrottle().key(caller)) == 4
 
 
+@pytest.mark.usefixtures("one_window")
 @pytest.mark.django_db
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
 @pytest.mark.parametrize("cache_kind", ["redis", "local"])

@@ -51,6 +51,7 @@ def drf(settings, client: APIClient, url: str, **extra):
         settings.API_LEAN_READS = True
 
 
+@pytest.mark.usefixtures("one_window")
 @pytest.mark.django_db
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
 def test_a_poll_from_the_copies_costs_no_query_and_one_redis_round_trip(
@@ -268,6 +269,7 @@ def test_redis_out_of_reach_answers_from_the_database(
     assert "Rate-limit cache unavailable" in caplog.text
 
 
+@pytest.mark.usefixtures("one_window")
 @pytest.mark.django_db
 def test_a_poll_the_copies_give_up_on_is_counted_once(
     api, release, redis_cache, django_assert_num_queries
@@ -281,6 +283,7 @@ def test_a_poll_the_copies_give_up_on_is_counted_once(
     assert redis_cache.get(throttling.ApiRateThrottle().key(caller)) == 3
 
 
+@pytest.mark.usefixtures("one_window")
 @pytest.mark.django_db
 def test_a_poll_over_the_rate_without_copies_is_counted_once(api, release, redis_cache, settings):
     settings.REST_FRAMEWORK = {

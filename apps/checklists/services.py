@@ -150,6 +150,66 @@ def open_on_completion(release: Release, *, actor: Actor, now: datetime) -> list
     ]
 
 
+def reopen_stage_exits(
+    release: Release, *, positions: range, actor: Actor, now: datetime, reason: str
+) -> list[dict[str, object]]:
+    """Untick the done items of the exit checklists of the release's stages at `positions`
+    (inside a step back or a send-back, which runs those stages again): what was checked on
+    leaving them the first time says nothing of the next time. Each item's history and the
+    timeline keep who ticked it and that the step reopened it; the gate then waits for the
+    items again. Returns, per checklist reopened, its name, stage and how many items."""
+    items = list(
+        ChecklistItem.objects.filter(
+            checklist__release=release,
+            checklist__kind=ChecklistKind.STAGE_EXIT,
+            checklist__stage__position__in=positions,
+            state=ItemState.DONE,
+        )
+        .select_related("checklist__stage")
+        .order_by("checklist__position", "checklist_id", "position")
+    )
+    if not items:
+        return []
+    ChecklistItem.objects.filter(pk__in=[item.pk for item in items]).update(
+        state=ItemState.OPEN,
+        changed_at=now,
+        comment=reason,
+        evidence_url="",
+        actor_kind=actor.kind,
+        actor_name=actor.name,
+        actor_user=actor.user if actor.kind == ActorKind.USER else None,
+        actor_token_id=actor.token_id,
+    )
+    changes = []
+    for item in items:
+        change = ChecklistItemChange(
+            item=item,
+            state=ItemState.OPEN,
+            previous_state=ItemState.DONE,
+            comment=reason,
+            created_at=now,
+        )
+        change.stamp(actor)
+        changes.append(change)
+        Event.record(
+            release,
+            EventVerb.CHECKLIST_ITEM_REOPENED,
+            actor,
+            reason=reason,
+            stage=item.checklist.stage,
+            data={"checklist": item.checklist.name, "item": item.text, "key": item.key},
+        )
+    ChecklistItemChange.objects.bulk_create(changes)
+    reopened: dict[int, dict[str, object]] = {}
+    for item in items:
+        entry = reopened.setdefault(
+            item.checklist_id,
+            {"checklist": item.checklist.name, "stage": item.checklist.stage.name, "items": 0},
+        )
+        entry["items"] += 1  # type: ignore[operator]
+    return list(reopened.values())
+
+
 def left_for_ci(item: ChecklistItem, actor: Actor) -> bool:
     """Whether a tick of this item is CI's alone: an automated item ticked by a person.
 

@@ -15,6 +15,7 @@ from apps.checklists.choices import ChecklistKind
 from apps.checklists.gate import gates_now
 from apps.checklists.models import Checklist
 from apps.core.durations import format_duration
+from apps.core.stages import stage_label
 from apps.releases.choices import BlockerKind, EventVerb, ReleaseStatus
 from apps.releases.gate_checks import Blocker
 from apps.releases.models import Event, Release, Stage
@@ -212,9 +213,7 @@ class Action:
 
 def stage_words(stage: Stage) -> str:
     """A stage as a button or an option names it: "half (50 %)", "25 %" (not "25% (25 %)")."""
-    if stage.name.replace(" ", "") == f"{stage.traffic_percentage}%":
-        return f"{stage.traffic_percentage} %"
-    return f"{stage.name} ({stage.traffic_percentage} %)"
+    return stage_label(stage.name, stage.traffic_percentage)
 
 
 def transition_actions(
@@ -285,16 +284,26 @@ class EventRow:
     details: list[str] = field(default_factory=list)
 
 
+def _reopened(data: dict) -> list[str]:
+    """What a step back or a send-back unticked (transitions._reenter_earlier)."""
+    return [
+        f"Checklist “{c.get('checklist', '')}” ({c.get('stage', '')}) reopened: "
+        f"{c.get('items', 0)} item{'' if c.get('items') == 1 else 's'} ticked before to be "
+        "checked again."
+        for c in data.get("reopened", [])
+    ]
+
+
 def describe_event(event: Event) -> EventRow:
     data = event.data or {}
     verb = event.verb
     details: list[str] = []
     if verb == EventVerb.STARTED:
-        what = f"at {data.get('stage', '?')} ({data.get('traffic_percentage', '?')} %)"
+        what = f"at {stage_label(data.get('stage', '?'), data.get('traffic_percentage', '?'))}"
     elif verb == EventVerb.ADVANCED:
         what = (
-            f"from {data.get('from_stage', '?')} to {data.get('to_stage', '?')} "
-            f"({data.get('traffic_percentage', '?')} %)"
+            f"from {data.get('from_stage', '?')} to "
+            f"{stage_label(data.get('to_stage', '?'), data.get('traffic_percentage', '?'))}"
         )
         if data.get("forced"):
             what += ", past a red gate"
@@ -303,12 +312,20 @@ def describe_event(event: Event) -> EventRow:
     elif verb == EventVerb.STEPPED_BACK:
         before, after = data.get("traffic_percentage_before", "?"), data.get("traffic_percentage")
         what = (
-            f"from {before} % to {'?' if after is None else after} % "
-            f"({data.get('from_stage', '?')} to {data.get('to_stage', '?')})"
+            f"from {stage_label(data.get('from_stage', '?'), before)} "
+            f"to {stage_label(data.get('to_stage', '?'), after)}"
         )
+        details = _reopened(data)
+    elif verb == EventVerb.SENT_BACK:
+        what = (
+            f"from {data.get('from_stage', '?')} ({data.get('from_environment', '?')}) to "
+            f"{data.get('to_stage', '?')} ({data.get('to_environment', '?')}), for commit "
+            f"{data.get('to_commit', '?')}"
+        )
+        details = _reopened(data)
     elif verb == EventVerb.ROLLED_BACK:
         before = data.get("traffic_percentage_before", "?")
-        what = f"from {data.get('stage', '?')} ({before} %): traffic 0 %"
+        what = f"from {stage_label(data.get('stage', '?'), before)}: traffic 0 %"
     elif verb in (EventVerb.PAUSED, EventVerb.RESUMED):
         what = f"at {data.get('stage', '?')}"
     elif verb == EventVerb.GATE_OVERRIDDEN:

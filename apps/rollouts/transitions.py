@@ -16,7 +16,9 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from apps.checklists.services import reopen_stage_exits
 from apps.core.actors import Actor, ActorKind
+from apps.core.stages import stage_label
 from apps.releases import gate_inputs
 from apps.releases.choices import EventVerb, ReleaseStatus, StageStatus
 from apps.releases.models import Event, Release, Service, Stage
@@ -382,9 +384,18 @@ def abort(
     return _run(release, "abort", actor, reason, apply, from_stage=from_stage)
 
 
-def _reenter_earlier(r: Release, target: Stage, now: datetime) -> None:
+def _reenter_earlier(
+    r: Release, target: Stage, now: datetime, *, actor: Actor, why: str
+) -> list[dict[str, object]]:
     """Make `target`, an earlier stage, the current one afresh: every stage after it pending
-    again, it active with a new entry (its soak starts over) on the release's commit."""
+    again, it active with a new entry (its soak starts over) on the release's commit, and the
+    exit checklists of the stages it runs again (`target` to the one left) unticked, as their
+    sign-offs lapse with the new entry. Returns the checklists reopened (`why`: their items'
+    comment)."""
+    left = r.current_stage
+    reopened = reopen_stage_exits(
+        r, positions=range(target.position, left.position + 1), actor=actor, now=now, reason=why
+    )
     r.stages.filter(position__gt=target.position).update(
         status=StageStatus.PENDING,
         entered_at=None,
@@ -402,6 +413,7 @@ def _reenter_earlier(r: Release, target: Stage, now: datetime) -> None:
         r.paused_at = now
         fields.append("paused_at")
     r.save(update_fields=fields)
+    return reopened
 
 
 def send_back(
@@ -431,7 +443,10 @@ def send_back(
             "to_commit": r.commit_sha,
             "traffic_percentage": target.traffic_percentage,
         }
-        _reenter_earlier(r, target, now)
+        why = f"Sent back to {_describe_stage(target)}: checked again for commit {r.commit_sha}."
+        reopened = _reenter_earlier(r, target, now, actor=actor, why=why)
+        if reopened:
+            data["reopened"] = reopened
         return [Event.record(r, EventVerb.SENT_BACK, actor, reason=reason, stage=target, data=data)]
 
     return _run(release, "send_back", actor, reason, apply)
@@ -458,7 +473,7 @@ def earlier_stages(release: Release, stages: Sequence[Stage] | None = None) -> l
 
 
 def _describe_stage(stage: Stage) -> str:
-    return f"{stage.name} ({stage.traffic_percentage} %)"
+    return stage_label(stage.name, stage.traffic_percentage)
 
 
 def _stage_to_step_to(r: Release, to_stage: StageRef | None) -> Stage:
@@ -529,21 +544,25 @@ def step_back(
 
     The runbooks' gradual rollback: 75 → 50 → 25 % while the issue is watched. The stage left
     and any in between become pending again, without stamps: a later advance enters them
-    afresh, so their soak, sign-offs and checks start over. The stage stepped to is entered
-    again now: its soak counts from now. A paused release stays paused (its soak starts when
+    afresh, so their soak, sign-offs and checks start over, and the exit checklists of the
+    stages run again are unticked. The stage stepped to is entered again now: its soak counts
+    from now. A paused release stays paused (its soak starts when
     it resumes); a running one keeps running. `breaches` as for pause.
     """
 
     def apply(r: Release, now: datetime) -> list[Event]:
         current = r.current_stage
         target = _stage_to_step_to(r, to_stage)
-        _reenter_earlier(r, target, now)
+        why = f"Stepped back to {_describe_stage(target)}: checked again before leaving it."
+        reopened = _reenter_earlier(r, target, now, actor=actor, why=why)
         data: dict[str, Any] = {
             "from_stage": current.name,
             "to_stage": target.name,
             "traffic_percentage_before": current.traffic_percentage,
             "traffic_percentage": target.traffic_percentage,
         }
+        if reopened:
+            data["reopened"] = reopened
         if breaches:
             data["breaches"] = list(breaches)
         return [

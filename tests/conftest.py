@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from types import SimpleNamespace
 from urllib.parse import urlparse
 
 import pytest
@@ -183,3 +184,13 @@ def _no_copies_from_earlier_tests() -> None:
     from apps.api import reads
 
     reads.forget()
+
+
+@pytest.fixture
+def one_window(monkeypatch):
+    """The rate limits' clock stopped mid-window: a count made over several requests is not
+    reset by a minute turning between them, nor a 429's "try again in N seconds" changed by a
+    second turning between two answers compared byte for byte."""
+    from apps.api import throttling
+
+    monkeypatch.setattr(throttling, "time", SimpleNamespace(time=lambda: 1_800_000_030.0))

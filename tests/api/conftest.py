@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from types import SimpleNamespace
 
 import pytest
 
@@ -20,16 +19,6 @@ def redis_cache(settings, redis_url):
 
     yield caches["default"]
     caches["default"].clear()
-
-
-@pytest.fixture
-def one_window(monkeypatch):
-    """The rate limits' clock stopped mid-window: a count made over several requests is not
-    reset by a minute turning between them, nor a 429's "try again in N seconds" changed by a
-    second turning between two answers compared byte for byte."""
-    from apps.api import throttling
-
-    monkeypatch.setattr(throttling, "time", SimpleNamespace(time=lambda: 1_800_000_030.0))
 
 
 def round_trips(backend) -> list:

@@ -212,6 +212,7 @@ def test_tokens_in_every_header_ofrep_providers_send(token_key, service, product
     assert evaluate(Client(HTTP_X_API_KEY=token_key), "user-1").status_code == 401
 
 
+@pytest.mark.usefixtures("one_window")
 def test_guessing_tokens_is_throttled_here_too(settings, service, production):
     settings.HARDENING_FAILED_TOKEN_LIMIT = 3
     guesser = Client(HTTP_X_API_KEY="rd_guess")
@@ -242,6 +243,7 @@ def test_an_evaluation_is_one_redis_round_trip(client, service, production, redi
     assert len(taken) == 3
 
 
+@pytest.mark.usefixtures("one_window")
 def test_the_api_rate_limit_applies(settings, client, service, production):
     settings.REST_FRAMEWORK = {
         **settings.REST_FRAMEWORK,

@@ -51,6 +51,7 @@ def test_guessing_tokens_is_cut_off_with_429_then_allowed_again(limits, token_ke
         assert token_client(token_key).get("/api/v1/services/").status_code == 200
 
 
+@pytest.mark.usefixtures("one_window")
 def test_failed_sign_ins_are_cut_off_with_429(limits):
     UserFactory(username="erin")  # password "pw-for-tests-1"
     browser = Client(REMOTE_ADDR="203.0.113.9")
@@ -68,6 +69,7 @@ def test_failed_sign_ins_are_cut_off_with_429(limits):
     assert ok.status_code == 302
 
 
+@pytest.mark.usefixtures("one_window")
 def test_the_api_answers_429_past_its_rate_per_token(monkeypatch, token_key, service):
     from apps.api.throttling import ApiRateThrottle
 

@@ -168,20 +168,12 @@ def reopen_stage_exits(
         .select_related("checklist__stage")
         .order_by("checklist__position", "checklist_id", "position")
     )
-    if not items:
-        return []
-    ChecklistItem.objects.filter(pk__in=[item.pk for item in items]).update(
-        state=ItemState.OPEN,
-        changed_at=now,
-        comment=reason,
-        evidence_url="",
-        actor_kind=actor.kind,
-        actor_name=actor.name,
-        actor_user=actor.user if actor.kind == ActorKind.USER else None,
-        actor_token_id=actor.token_id,
-    )
     changes = []
+    reopened: dict[int, dict[str, object]] = {}
     for item in items:
+        item.state, item.changed_at = ItemState.OPEN, now
+        item.comment, item.evidence_url = reason, ""
+        item.stamp(actor)
         change = ChecklistItemChange(
             item=item,
             state=ItemState.OPEN,
@@ -199,14 +191,25 @@ def reopen_stage_exits(
             stage=item.checklist.stage,
             data={"checklist": item.checklist.name, "item": item.text, "key": item.key},
         )
-    ChecklistItemChange.objects.bulk_create(changes)
-    reopened: dict[int, dict[str, object]] = {}
-    for item in items:
         entry = reopened.setdefault(
             item.checklist_id,
             {"checklist": item.checklist.name, "stage": item.checklist.stage.name, "items": 0},
         )
         entry["items"] += 1  # type: ignore[operator]
+    ChecklistItem.objects.bulk_update(
+        items,
+        [
+            "state",
+            "changed_at",
+            "comment",
+            "evidence_url",
+            "actor_kind",
+            "actor_name",
+            "actor_user",
+            "actor_token_id",
+        ],
+    )
+    ChecklistItemChange.objects.bulk_create(changes)
     return list(reopened.values())
 
 

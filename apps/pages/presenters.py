@@ -211,11 +211,6 @@ class Action:
     stage_choices: list[tuple[int, str]] = field(default_factory=list)
 
 
-def stage_words(stage: Stage) -> str:
-    """A stage as a button or an option names it: "half (50 %)", "25 %" (not "25% (25 %)")."""
-    return stage_label(stage.name, stage.traffic_percentage)
-
-
 def transition_actions(
     release: Release, verdict: Verdict, stages: list[Stage], user: Any
 ) -> list[Action]:
@@ -233,14 +228,14 @@ def transition_actions(
     for name in allowed_actions(release, stages):
         stage_choices: list[tuple[int, str]] = []
         if name == "start":
-            where = f" at {stage_words(first)}" if first else ""
+            where = f" at {first.label}" if first else ""
             label, confirm = "Start", f"Start{where}"
         elif name == "advance":
             if following is None:
                 label, confirm = "Complete", "Complete: serve 100 %"
             else:
                 label = "Advance"
-                confirm = f"Advance to {stage_words(following)}"
+                confirm = f"Advance to {following.label}"
         elif name == "pause":
             label, confirm = "Pause", f"Pause at {release.traffic_percentage} %"
         elif name == "resume":
@@ -252,7 +247,7 @@ def transition_actions(
             previous = earlier[-1]
             label = "Step back"
             confirm = f"Step back from {release.traffic_percentage} %"
-            stage_choices = [(s.position, stage_words(s)) for s in reversed(earlier)]
+            stage_choices = [(s.position, s.label) for s in reversed(earlier)]
             stage_choices[0] = (previous.position, f"{stage_choices[0][1]}, the previous stage")
         else:
             label, confirm = "Abort", "Abort this release"

@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from apps.core.actors import Actor, ActorKind
+from apps.core.stages import names_its_traffic, stage_label
 
 from .choices import EventVerb, ReleaseStatus, StageStatus
 
@@ -119,9 +120,14 @@ class StageTemplate(models.Model):
     def __str__(self) -> str:
         # "3. 25%", not "25% (25%)"; "2. canary (10 %)" when the name is not the percentage.
         label = f"{self.position + 1}. {self.name}"
-        if self.name.replace(" ", "") != f"{self.traffic_percentage}%":
+        if not names_its_traffic(self.name, self.traffic_percentage):
             label += f" ({self.traffic_percentage} %)"
         return label
+
+    @property
+    def label(self) -> str:
+        """The stage in a sentence or on a button: "half (50 %)", "25 %" (not "25% (25 %)")."""
+        return stage_label(self.name, self.traffic_percentage)
 
 
 class ReleaseQuerySet(models.QuerySet):
@@ -346,9 +352,14 @@ class Stage(models.Model):
     def __str__(self) -> str:
         # "3. 25%", not "25% (25%)"; "2. canary (10 %)" when the name is not the percentage.
         label = f"{self.position + 1}. {self.name}"
-        if self.name.replace(" ", "") != f"{self.traffic_percentage}%":
+        if not names_its_traffic(self.name, self.traffic_percentage):
             label += f" ({self.traffic_percentage} %)"
         return label
+
+    @property
+    def label(self) -> str:
+        """The stage in a sentence or on a button: "half (50 %)", "25 %" (not "25% (25 %)")."""
+        return stage_label(self.name, self.traffic_percentage)
 
     def soaked(self, now: datetime, paused_at: datetime | None = None) -> timedelta:
         """Time this stage has run unpaused: paused time does not count toward the soak."""

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from apps.core.stages import stage_label
 from apps.releases.choices import BlockerKind, ReleaseStatus
 from apps.releases.gate_checks import Blocker
 from apps.releases.models import Environment, Release, Stage
@@ -53,7 +52,7 @@ def running_alongside(release: Release, environment: Environment) -> list[Releas
 
 def _blocker(release: Release, other: Release, environment: Environment) -> RunningReleaseBlocker:
     stage = other.current_stage
-    where = f" at stage {stage_label(stage.name, stage.traffic_percentage)}" if stage else ""
+    where = f" at stage {stage.label}" if stage else ""
     status = other.get_status_display().lower()
     if release.status == ReleaseStatus.PLANNED:
         wait = "before starting this one, or force the start with a reason."

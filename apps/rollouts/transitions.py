@@ -18,7 +18,6 @@ from django.utils import timezone
 
 from apps.checklists.services import reopen_stage_exits
 from apps.core.actors import Actor, ActorKind
-from apps.core.stages import stage_label
 from apps.releases import gate_inputs
 from apps.releases.choices import EventVerb, ReleaseStatus, StageStatus
 from apps.releases.models import Event, Release, Service, Stage
@@ -443,7 +442,7 @@ def send_back(
             "to_commit": r.commit_sha,
             "traffic_percentage": target.traffic_percentage,
         }
-        why = f"Sent back to {_describe_stage(target)}: checked again for commit {r.commit_sha}."
+        why = f"Sent back to {target.label}: checked again for commit {r.commit_sha}."
         reopened = _reenter_earlier(r, target, now, actor=actor, why=why)
         if reopened:
             data["reopened"] = reopened
@@ -472,10 +471,6 @@ def earlier_stages(release: Release, stages: Sequence[Stage] | None = None) -> l
     ]
 
 
-def _describe_stage(stage: Stage) -> str:
-    return stage_label(stage.name, stage.traffic_percentage)
-
-
 def _stage_to_step_to(r: Release, to_stage: StageRef | None) -> Stage:
     """The earlier stage a step back goes to: the one named, else the one before the current.
 
@@ -490,7 +485,7 @@ def _stage_to_step_to(r: Release, to_stage: StageRef | None) -> Stage:
         if not earlier:
             first = "first stage" if current.position == 0 else "first stage in this environment"
             raise TransitionError(
-                f"Cannot step back from {_describe_stage(current)}: it is the release's {first}, "
+                f"Cannot step back from {current.label}: it is the release's {first}, "
                 "there is no earlier stage to step back to. Pause or roll back instead."
             )
         return earlier[-1]
@@ -515,15 +510,15 @@ def _stage_to_step_to(r: Release, to_stage: StageRef | None) -> Stage:
         where = "the current stage" if target == current else "a later stage"
         raise ValidationError(
             {
-                "to_stage": f"{_describe_stage(target)} is {where}, not an earlier one: the "
-                f"release is at {_describe_stage(current)}. A step back goes to an earlier "
+                "to_stage": f"{target.label} is {where}, not an earlier one: the "
+                f"release is at {current.label}. A step back goes to an earlier "
                 "stage; to go ahead, advance."
             }
         )
     if target.environment_id != current.environment_id:
         raise ValidationError(
             {
-                "to_stage": f"{_describe_stage(target)} runs in {target.environment.name}, the "
+                "to_stage": f"{target.label} runs in {target.environment.name}, the "
                 f"release now runs in {current.environment.name}: a step back keeps to one "
                 "environment (taking the release out of it is sending it back)."
             }
@@ -553,7 +548,7 @@ def step_back(
     def apply(r: Release, now: datetime) -> list[Event]:
         current = r.current_stage
         target = _stage_to_step_to(r, to_stage)
-        why = f"Stepped back to {_describe_stage(target)}: checked again before leaving it."
+        why = f"Stepped back to {target.label}: checked again before leaving it."
         reopened = _reenter_earlier(r, target, now, actor=actor, why=why)
         data: dict[str, Any] = {
             "from_stage": current.name,
